@@ -1,0 +1,90 @@
+"""The `inspector` command line. Training is imported lazily: the runtime needs no torch."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import InspectorError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Surface inspection: train a CSE model, evaluate it, run it on the line.")
+
+
+@app.command()
+def train(
+    data: Path = typer.Argument(..., help="MVTec-layout category folder (train/good/...) or a folder of good images."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="ONNX file to write [default: <category>.onnx]."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of training settings (flags override it)."),
+    backbone: Optional[str] = typer.Option(None, help="efficientnet_b3 | efficientnet_lite0/1/2 [default: efficientnet_lite2]."),
+    weights: Optional[Path] = typer.Option(None, help="Backbone weights file (state dict) instead of the packaged/online ones."),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs [default: 30]."),
+    batch_size: Optional[int] = typer.Option(None, help="Pairs per step [default: 8]."),
+    lr: Optional[float] = typer.Option(None, help="Adam learning rate; the one-cycle peak is 10x [default: 4e-4]."),
+    clusters: Optional[int] = typer.Option(None, help="k-means centers of good embeddings [default: 1]."),
+    anomaly_source: Optional[Path] = typer.Option(None, help="Folder of texture images (e.g. DTD) for textural defects."),
+    device: Optional[str] = typer.Option(None, help="cpu | cuda [default: cpu]."),
+    seed: Optional[int] = typer.Option(None, help="Random seed [default: 0]."),
+) -> None:
+    """Train a CSE model on good images and export one ONNX file with its metadata."""
+    try:
+        from trainer.config import TrainConfig
+        from trainer.export import export_onnx
+        from trainer.train import train as run_training
+    except ImportError as exc:
+        raise InspectorError(f"training needs the train extra ({exc.name} is missing): pip install '.[train]'") from None
+    from inspector.configfile import resolve
+
+    cfg = resolve(TrainConfig, config, {
+        "backbone": backbone, "weights": str(weights) if weights else None, "epochs": epochs, "batch_size": batch_size,
+        "lr": lr, "clusters": clusters, "anomaly_source": str(anomaly_source) if anomaly_source else None,
+        "device": device, "seed": seed,
+    })
+    result = run_training(data, cfg, log=lambda m: typer.echo(m, err=True))
+    out = output or Path(f"{result.meta.category}.onnx")
+    export_onnx(result.model, result.meta, out)
+    typer.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB), model id {result.meta.model_id}, "
+               f"threshold {result.meta.threshold.value:.5f}")
+
+
+@app.command()
+def evaluate(
+    model: Path = typer.Argument(..., help="The .onnx model (or a .plan with --backend tensorrt)."),
+    data: Path = typer.Argument(..., help="MVTec-layout category folder with test/good and test/<defect>."),
+    report: Optional[Path] = typer.Option(None, help="Folder for metrics.json and PNGs (ROC, histogram, heatmaps)."),
+    threshold: Optional[float] = typer.Option(None, help="Override the model's calibrated threshold."),
+    backend: str = typer.Option("auto", help="auto | onnxruntime | tensorrt."),
+    json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON instead of a summary."),
+) -> None:
+    """Image AUROC, pixel AUROC, false-reject and escape rates at the stored threshold."""
+    from .backends import open_backend
+    from .evaluate import evaluate as run_eval, summary_lines
+
+    with open_backend(model, backend) as be:
+        result = run_eval(be, data, report, threshold)
+    if json_out:
+        typer.echo(json.dumps({k: v for k, v in result.items() if k != "scores"}, indent=2))
+    else:
+        for line in summary_lines(result):
+            typer.echo(line)
+        if report:
+            typer.echo(f"report: {report}/metrics.json, roc.png, histogram.png, worst_good.png, worst_defective.png")
+
+
+def main() -> None:
+    try:
+        app()
+    except InspectorError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""The CSE networks: embedder, frozen random decoder, cosine scoring head, and the fused inference model."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .backbones import Backbone, fuse
+
+EMBED_DIM = 64
+
+
+def _block(cin: int, cout: int) -> list[nn.Module]:
+    # The paper's order: 1x1 conv (no bias) -> ReLU -> BatchNorm.
+    return [nn.Conv2d(cin, cout, 1, bias=False), nn.ReLU(inplace=True), nn.BatchNorm2d(cout)]
+
+
+class Embedder(nn.Module):
+    """Fused features (C3 + C4) x 14 x 14 -> 64 x 14 x 14 (pre-pool) -> 64 x 7 x 7 (pooled)."""
+
+    def __init__(self, in_ch: int):
+        super().__init__()
+        self.convs = nn.Sequential(*_block(in_ch, in_ch // 2), *_block(in_ch // 2, in_ch // 4), *_block(in_ch // 4, EMBED_DIM))
+        self.pool = nn.AvgPool2d(2)
+
+    def forward(self, f3: torch.Tensor, f4: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pre = self.convs(fuse(f3, f4))
+        return pre, self.pool(pre)
+
+
+class Decoder(nn.Module):
+    """Random, frozen, never trained: reconstructing the backbone maps from the embedding stops the
+    embedding collapsing to a constant (paper section 3.4)."""
+
+    def __init__(self, c3: int, c4: int):
+        super().__init__()
+        self.to3 = nn.Sequential(*_block(EMBED_DIM, c3 // 2), *_block(c3 // 2, c3))
+        self.to4 = nn.Sequential(*_block(EMBED_DIM, c4 // 2), nn.MaxPool2d(2), *_block(c4 // 2, c4))
+        self.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "Decoder":
+        return super().train(False)  # frozen, BatchNorm included
+
+    def forward(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.to3(pre), self.to4(pre)
+
+
+def decoder_loss(feats: tuple[torch.Tensor, torch.Tensor], recon: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Per level: 0.5 * ||normalize(F) - normalize(R)||^2 over channels, mean over positions; summed over levels."""
+    total = torch.zeros((), device=feats[0].device)
+    for f, r in zip(feats, recon):
+        total = total + 0.5 * (F.normalize(f, dim=1) - F.normalize(r, dim=1)).pow(2).sum(1).mean()
+    return total
+
+
+def channel_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cosine over channels at each position, averaged over positions: [N, C, H, W] x2 -> [N].
+    (The reference code takes it along image width instead; see README, "Which cosine".)"""
+    return F.cosine_similarity(a, b, dim=1).mean(dim=(1, 2))
+
+
+def contrastive_loss(e_k: torch.Tensor, e_m: torch.Tensor, defected: torch.Tensor) -> torch.Tensor:
+    """1 - cos for a good pair, 1 + cos for a (good, defected) pair (paper's form)."""
+    cos = channel_cosine(e_k, e_m)
+    return torch.where(defected, 1 + cos, 1 - cos).mean()
+
+
+def l2_normalize(x: torch.Tensor, dim: int = 1, eps: float = 1e-6) -> torch.Tensor:
+    """F.normalize without its shape-dependent Expand, so the exported graph stays static."""
+    return x * torch.rsqrt((x * x).sum(dim=dim, keepdim=True).clamp_min(eps * eps))
+
+
+class CosineHead(nn.Module):
+    """Score = min over centers of the mean over positions of (1 - cosine over channels)."""
+
+    def __init__(self, centers: torch.Tensor):
+        super().__init__()
+        # Normalised once here so the graph holds a single dot product per position.
+        self.register_buffer("centers", l2_normalize(centers.float()))  # [K, 64, 7, 7]
+        self.register_buffer("center_ids", torch.arange(len(centers)))
+
+    def forward(self, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        dist = 1.0 - (l2_normalize(emb).unsqueeze(1) * self.centers.unsqueeze(0)).sum(dim=2)  # [N, K, 7, 7]
+        per_center = dist.mean(dim=(2, 3))  # [N, K]
+        score = per_center.min(dim=1).values
+        # The nearest center's map via a one-hot product: static ops only (no Gather on dynamic shapes).
+        nearest = (per_center.argmin(dim=1, keepdim=True) == self.center_ids).to(dist.dtype)  # [N, K]
+        amap = (dist * nearest[:, :, None, None]).sum(dim=1)
+        return score, amap
+
+
+class InferenceModel(nn.Module):
+    """The one exported graph: uint8 BGR [N, H, W, 3] -> score [N], anomaly_map [N, 7, 7].
+
+    Channel order, scaling and normalisation live here, not on the host, so every runtime
+    (onnxruntime, TensorRT) feeds the same bytes OpenCV delivers.
+    """
+
+    def __init__(self, backbone: Backbone, embedder: Embedder, head: nn.Module):
+        super().__init__()
+        self.backbone, self.embedder, self.head = backbone, embedder, head
+
+    def features(self, image_u8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.backbone(bgr_u8_to_rgb01(image_u8))
+
+    def forward(self, image_u8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f3, f4 = self.features(image_u8)
+        _, emb = self.embedder(f3, f4)
+        return self.head(emb)
+
+
+def bgr_u8_to_rgb01(image_u8: torch.Tensor) -> torch.Tensor:
+    """[N, H, W, 3] uint8 BGR -> [N, 3, H, W] float RGB in [0, 1]."""
+    x = image_u8.permute(0, 3, 1, 2).float() * (1.0 / 255.0)
+    return torch.flip(x, dims=[1])
