@@ -76,17 +76,6 @@ def test_kind_changes_inside_mask_only(kind, h, w):
         assert changed.mean() > 0.5, f"{kind}: only {changed.mean():.0%} of masked pixels changed"
 
 
-def test_textural_blends_with_opacity_below_08():
-    # With a black texture source... not available directly; instead, a black image with a
-    # white-ish texture: out = (1 - beta) * tex + beta * 0, so inside the mask the output
-    # is never brighter than the texture and, with beta <= 0.8, not all black.
-    synth = AnomalySynth()
-    img = np.zeros((64, 64, 3), np.uint8)
-    for seed in range(10):
-        out, mask, _ = synth(img, np.random.default_rng(seed), "textural")
-        assert out[mask].any()
-
-
 @pytest.mark.parametrize("kind", (*KINDS, None))
 def test_same_seed_reproduces_exactly(kind):
     img = busy_image(96, 128)
@@ -94,7 +83,7 @@ def test_same_seed_reproduces_exactly(kind):
     b = AnomalySynth()(img, np.random.default_rng(42), kind)
     c = AnomalySynth()(img, np.random.default_rng(43), kind)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
-    assert not np.array_equal(a[0], c[0])
+    assert not np.array_equal(a[0], c[0]) and not np.array_equal(a[1], c[1])
 
 
 def test_kind_none_draws_all_kinds_about_equally():
@@ -125,8 +114,9 @@ def write_texture_folder(root):
     (root / "images" / "banded").mkdir(parents=True)
     (root / "images" / "dotted").mkdir(parents=True)
     (root / "labels").mkdir()
-    assert cv2.imwrite(str(root / "images" / "banded" / "a.png"), np.full((50, 70, 3), COLOURS["red"], np.uint8))
-    assert cv2.imwrite(str(root / "images" / "dotted" / "b.bmp"), np.full((40, 40, 3), COLOURS["green"], np.uint8))
+    red, green = (np.full(shape, COLOURS[c], np.uint8) for shape, c in (((50, 70, 3), "red"), ((40, 40, 3), "green")))
+    assert cv2.imwrite(str(root / "images" / "banded" / "a.png"), red)
+    assert cv2.imwrite(str(root / "images" / "dotted" / "b.bmp"), green)
     assert cv2.imwrite(str(root / "c.jpg"), np.full((64, 48), 90, np.uint8))  # grayscale
     (root / "images" / "banded" / "broken.png").write_bytes(np.random.default_rng(0).bytes(500))
     (root / "images" / "dotted" / "empty.jpg").write_bytes(b"")
