@@ -75,6 +75,11 @@ def evaluate(
             typer.echo(f"report: {report}/metrics.json, roc.png, histogram.png, worst_good.png, worst_defective.png")
 
 
+from .agent.cli_run import run_command  # noqa: E402  (the agent, issue 3)
+
+app.command("run")(run_command)
+
+
 def main() -> None:
     try:
         app()

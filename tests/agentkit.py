@@ -1,0 +1,161 @@
+"""Helpers for the agent tests: real ZeroMQ sockets on loopback, real files, real videos. No mocks."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import zmq
+
+from inspector.agent.agent import Agent
+from inspector.agent.config import RunConfig
+
+REPO = Path(__file__).resolve().parents[1]
+SUBSCRIBER = REPO / "deploy" / "subscriber.py"
+INSPECTOR = Path(sys.executable).with_name("inspector")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def config(tmp_path: Path, model: Path, **kw) -> RunConfig:
+    """A RunConfig on loopback with random ports, a log in tmp_path, quick heartbeats and no linger."""
+    base = dict(model=str(model), publish="tcp://127.0.0.1:*", recovery="tcp://127.0.0.1:*",
+                log_db=str(tmp_path / "results.db"), heartbeat_s=0.2, linger_s=0.0, station="t")
+    base.update(kw)
+    cfg = RunConfig(**base)
+    cfg.validate("test")
+    return cfg
+
+
+class Collector:
+    """A SUB socket in its own thread, keeping every (topic, message) it receives."""
+
+    def __init__(self, endpoint: str, prefix: str = ""):
+        self.endpoint = endpoint
+        self.prefix = prefix
+        self.messages: list[tuple[str, dict]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ctx = zmq.Context()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        sock = self._ctx.socket(zmq.SUB)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RCVHWM, 100_000)
+        sock.setsockopt_string(zmq.SUBSCRIBE, self.prefix)
+        sock.connect(self.endpoint)
+        while not self._stop.is_set():
+            if sock.poll(50):
+                topic, payload = sock.recv_multipart()
+                with self._lock:
+                    self.messages.append((topic.decode(), json.loads(payload)))
+        sock.close()
+
+    def of(self, suffix: str) -> list[dict]:
+        with self._lock:
+            return [m for t, m in self.messages if t.endswith(suffix)]
+
+    @property
+    def results(self) -> list[dict]:
+        return self.of("/result")
+
+    def wait_for(self, predicate, timeout: float = 20.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self):
+                return True
+            time.sleep(0.02)
+        return predicate(self)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._ctx.term()
+
+
+def open_agent(cfg: RunConfig) -> tuple[Agent, Collector]:
+    """Open the agent (sockets bound, heartbeats on), connect a Collector and wait until it hears a heartbeat."""
+    agent = Agent(cfg).open()
+    col = Collector(agent.endpoints["publish"])
+    if not col.wait_for(lambda c: c.of("/heartbeat"), timeout=10):
+        agent.close(linger=False)
+        col.close()
+        raise AssertionError("no heartbeat from the agent within 10 s")
+    return agent, col
+
+
+def run_agent(cfg: RunConfig, timeout: float = 60.0) -> tuple[dict, Collector, Agent]:
+    """A whole run to the end of its source; returns (summary, collector, agent). The collector is still open."""
+    agent, col = open_agent(cfg)
+    try:
+        agent.start()
+        assert agent.wait(timeout), "the agent did not finish in time"
+    finally:
+        summary = agent.close()
+    col.wait_for(lambda c: c.of("/heartbeat") and c.of("/event") and
+                 any(e["event"] == "stopping" for e in c.of("/event")), timeout=5)
+    return summary, col, agent
+
+
+def request(endpoint: str, req: dict | str, timeout_s: float = 5.0) -> dict:
+    """One REQ/REP round trip to the recovery endpoint."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, int(timeout_s * 1000))
+    sock.connect(endpoint)
+    try:
+        sock.send_string(req if isinstance(req, str) else json.dumps(req))
+        return json.loads(sock.recv())
+    finally:
+        sock.close()
+        ctx.term()
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float = 25.0) -> Path:
+    """A real MJPG .avi through OpenCV's VideoWriter."""
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    assert writer.isOpened(), "OpenCV cannot write MJPG .avi here"
+    for f in frames:
+        writer.write(f)
+    writer.release()
+    return path
+
+
+def image_frames(folder: Path, n: int, size: tuple[int, int] | None = None) -> list[np.ndarray]:
+    from inspector.images import read_image
+
+    files = sorted(p for p in folder.iterdir() if p.suffix == ".png")[:n]
+    frames = [read_image(p) for p in files]
+    return [cv2.resize(f, size) for f in frames] if size else frames
+
+
+def link_images(src: Path, dst: Path, n: int | None = None) -> list[Path]:
+    """Symlinks to real data images (never copies into the repository)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    files = sorted(p for p in src.iterdir() if p.suffix.lower() in (".png", ".jpg"))[:n]
+    out = []
+    for f in files:
+        link = dst / f.name
+        os.symlink(f, link)
+        out.append(link)
+    return out
+
+
+def spawn(args: list[str], **kw) -> subprocess.Popen:
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(REPO), **kw)
