@@ -56,3 +56,6 @@ def test_items(data: str | Path) -> list[TestItem]:
     if not any(it.defect == "good" for it in items):
         raise InspectorError(f"{test}/good: missing or empty; evaluation needs good test images")
     return items
+
+
+test_items.__test__ = False  # a library function, not a pytest test
