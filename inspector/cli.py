@@ -20,6 +20,7 @@ def train(
     data: Path = typer.Argument(..., help="MVTec-layout category folder (train/good/...) or a folder of good images."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="ONNX file to write [default: <category>.onnx]."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of training settings (flags override it)."),
+    scoring: Optional[str] = typer.Option(None, help="cse (the paper's) | patch (memory bank) | auto (both, pick by validation) [default: cse]."),
     backbone: Optional[str] = typer.Option(None, help="efficientnet_b3 | efficientnet_lite0/1/2 [default: efficientnet_lite2]."),
     weights: Optional[Path] = typer.Option(None, help="Backbone weights file (state dict) instead of the packaged/online ones."),
     epochs: Optional[int] = typer.Option(None, help="Training epochs [default: 30]."),
@@ -40,14 +41,19 @@ def train(
     from inspector.configfile import resolve
 
     cfg = resolve(TrainConfig, config, {
-        "backbone": backbone, "weights": str(weights) if weights else None, "epochs": epochs, "batch_size": batch_size,
+        "scoring": scoring, "backbone": backbone, "weights": str(weights) if weights else None, "epochs": epochs, "batch_size": batch_size,
         "lr": lr, "clusters": clusters, "anomaly_source": str(anomaly_source) if anomaly_source else None,
         "device": device, "seed": seed,
     })
     result = run_training(data, cfg, log=lambda m: typer.echo(m, err=True))
     out = output or Path(f"{result.meta.category}.onnx")
+    if result.alternative is not None:  # auto: keep the other head beside it, for `evaluate` to compare
+        alt = out.with_name(f"{out.stem}.{result.alternative_meta.head}{out.suffix}")
+        result.meta.training["selection"]["alternative"] = alt.name
+        export_onnx(result.alternative, result.alternative_meta, alt)
+        typer.echo(f"wrote {alt} (the {result.alternative_meta.head} head, not chosen)")
     export_onnx(result.model, result.meta, out)
-    typer.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB), model id {result.meta.model_id}, "
+    typer.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB), {result.meta.head} head, model id {result.meta.model_id}, "
                f"threshold {result.meta.threshold.value:.5f}")
 
 
@@ -66,11 +72,24 @@ def evaluate(
 
     with open_backend(model, backend) as be:
         result = run_eval(be, data, report, threshold)
+        selection = be.meta.training.get("selection")
+    alt_file = model.with_name(selection["alternative"]) if selection and selection.get("alternative") else None
+    if alt_file is not None and alt_file.is_file():  # auto-trained: evaluate the other head too
+        with open_backend(alt_file, backend) as be:
+            result["alternative"] = {k: v for k, v in run_eval(be, data).items() if k != "scores"}
+            result["alternative"]["head"] = be.meta.head
     if json_out:
         typer.echo(json.dumps({k: v for k, v in result.items() if k != "scores"}, indent=2))
     else:
         for line in summary_lines(result):
             typer.echo(line)
+        if "alternative" in result:
+            alt = result["alternative"]
+            figs = selection["synthetic_auroc"]
+            typer.echo(f"auto chose the {selection['chosen']} head: synthetic-defect validation AUROC "
+                       + ", ".join(f"{k} {v:.4f}" for k, v in figs.items()))
+            typer.echo(f"on these real defects: {selection['chosen']} {result['image_auroc']:.4f}, "
+                       f"{alt['head']} {alt['image_auroc']:.4f} ({alt_file.name})")
         if report:
             typer.echo(f"report: {report}/metrics.json, roc.png, histogram.png, worst_good.png, worst_defective.png")
 

@@ -8,10 +8,12 @@ from inspector.configfile import require
 from trainer.backbones import REGISTRY
 
 THRESHOLD_METHODS = ("frr", "max", "sigma")
+SCORINGS = ("cse", "patch", "auto")
 
 
 @dataclass
 class TrainConfig:
+    scoring: str = "cse"  # cse (the paper's), patch (memory bank of patches), auto (both, pick by validation)
     backbone: str = "efficientnet_lite2"
     weights: str | None = None  # a weights file; None -> the backbone's offline package (or timm online)
     epochs: int = 30
@@ -32,8 +34,13 @@ class TrainConfig:
     threshold_method: str = "frr"
     threshold_param: float = 0.01  # target false-reject rate for "frr"; margin for "max"; k for "sigma"
     threads: int = 0  # torch CPU threads; 0 = all cores
+    bank_size: int = 0  # patch head: memory-bank entries; 0 = sized so scoring costs bank_budget x the backbone
+    bank_budget: float = 0.25
 
     def validate(self, source: str) -> None:
+        require(self.scoring in SCORINGS, source, "scoring", f"must be one of {SCORINGS}")
+        require(self.bank_size >= 0, source, "bank_size", "must be >= 0 (0 = sized by bank_budget)")
+        require(0 < self.bank_budget <= 4, source, "bank_budget", "must be in (0, 4]")
         require(self.backbone in REGISTRY, source, "backbone", f"{self.backbone!r} is not one of {sorted(REGISTRY)}")
         require(self.epochs >= 1, source, "epochs", "must be >= 1")
         require(self.batch_size >= 2, source, "batch_size", "must be >= 2")

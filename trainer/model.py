@@ -90,24 +90,61 @@ class CosineHead(nn.Module):
         return score, amap
 
 
-class InferenceModel(nn.Module):
-    """The one exported graph: uint8 BGR [N, H, W, 3] -> score [N], anomaly_map [N, 7, 7].
+class CSEHead(nn.Module):
+    """The paper's head: embedder, 2x2 pooling, cosine distance to the nearest k-means center."""
 
-    Channel order, scaling and normalisation live here, not on the host, so every runtime
-    (onnxruntime, TensorRT) feeds the same bytes OpenCV delivers.
+    def __init__(self, embedder: Embedder, centers: torch.Tensor):
+        super().__init__()
+        self.embedder, self.cosine = embedder, CosineHead(centers)
+
+    def forward(self, f3: torch.Tensor, f4: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cosine(self.embedder(f3, f4)[1])
+
+
+def patch_features(f3: torch.Tensor, f4: torch.Tensor) -> torch.Tensor:
+    """Fused backbone features, each position averaged with its 3x3 neighbourhood: [N, C3 + C4, 14, 14]."""
+    return F.avg_pool2d(fuse(f3, f4), 3, stride=1, padding=1, count_include_pad=False)
+
+
+class PatchHead(nn.Module):
+    """Distance of every position to its nearest memory-bank patch; score = the largest (the worst spot).
+
+    Plain MatMul + ReduceMin with static shapes, so TensorRT takes it as is. Distances stay FP32.
     """
 
-    def __init__(self, backbone: Backbone, embedder: Embedder, head: nn.Module):
+    def __init__(self, bank: torch.Tensor):
         super().__init__()
-        self.backbone, self.embedder, self.head = backbone, embedder, head
+        bank = bank.float()
+        self.register_buffer("bank_t", bank.t().contiguous())  # [C, M]
+        self.register_buffer("bank_sq", (bank * bank).sum(1))  # [M]
+
+    def forward(self, f3: torch.Tensor, f4: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = patch_features(f3, f4)
+        c, h, w = x.shape[1], x.shape[2], x.shape[3]
+        flat = x.permute(0, 2, 3, 1).reshape(-1, c)  # [N*h*w, C]
+        # ||x - b||^2 = ||x||^2 - 2 x.b + ||b||^2, nearest over the bank
+        d2 = (flat * flat).sum(1, keepdim=True) - 2.0 * (flat @ self.bank_t) + self.bank_sq
+        amap = d2.min(dim=1).values.clamp_min(0.0).sqrt().reshape(-1, h, w)
+        return amap.amax(dim=(1, 2)), amap
+
+
+class InferenceModel(nn.Module):
+    """The one exported graph: uint8 BGR [N, H, W, 3] -> score [N], anomaly_map [N, h, w].
+
+    Channel order, scaling and normalisation live here, not on the host, so every runtime
+    (onnxruntime, TensorRT) feeds the same bytes OpenCV delivers. The head (CSEHead or PatchHead)
+    takes the backbone's two feature maps.
+    """
+
+    def __init__(self, backbone: Backbone, head: nn.Module):
+        super().__init__()
+        self.backbone, self.head = backbone, head
 
     def features(self, image_u8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.backbone(bgr_u8_to_rgb01(image_u8))
 
     def forward(self, image_u8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f3, f4 = self.features(image_u8)
-        _, emb = self.embedder(f3, f4)
-        return self.head(emb)
+        return self.head(*self.features(image_u8))
 
 
 def bgr_u8_to_rgb01(image_u8: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,8 @@
-"""The CSE training loop: one readable loop over contrastive pairs, then k-means and calibration.
+"""Training: cached backbone features, then the chosen scoring head(s), calibration and metadata.
+
+cse: the paper's contrastive embedder (one readable loop over pairs), k-means centers.
+patch: a greedy-coreset memory bank of fused backbone patches, nearest-neighbour distance.
+auto: both, picked by a validation that needs no real defects (held-out goods + synthesized defects).
 
 Good images' backbone features are computed once and cached (the backbone is frozen); defected
 images change every step, so their features are computed on the fly, without gradients.
@@ -16,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
 from inspector import __version__
@@ -27,12 +32,14 @@ from inspector.modelmeta import ModelMeta, Preprocess
 from inspector.preprocess import prepare
 
 from .anomalies import AnomalySynth, TextureSource
-from .backbones import create_backbone
+from .backbones import Backbone, create_backbone
 from .config import TrainConfig
+from .coreset import bank_size_for_budget, greedy_coreset
 from .memory import kmeans_centers
-from .model import CosineHead, Decoder, Embedder, InferenceModel, contrastive_loss, decoder_loss
+from .model import CSEHead, Decoder, Embedder, InferenceModel, bgr_u8_to_rgb01, contrastive_loss, decoder_loss, patch_features
 
 FEATURE_BATCH = 16
+Feats = tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass
@@ -41,6 +48,8 @@ class TrainResult:
     meta: ModelMeta
     history: list[dict[str, float]] = field(default_factory=list)
     val_images: list[Path] = field(default_factory=list)
+    alternative: InferenceModel | None = None  # auto: the head that was not chosen
+    alternative_meta: ModelMeta | None = None
 
 
 def load_crops(paths: list[Path], pre: Preprocess) -> np.ndarray:
@@ -49,19 +58,16 @@ def load_crops(paths: list[Path], pre: Preprocess) -> np.ndarray:
 
 
 @torch.inference_mode()
-def backbone_features(model: InferenceModel, crops: np.ndarray, device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    outs3, outs4 = [], []
-    for i in range(0, len(crops), FEATURE_BATCH):
-        f3, f4 = model.features(torch.from_numpy(crops[i : i + FEATURE_BATCH]).to(device))
-        outs3.append(f3)
-        outs4.append(f4)
-    return torch.cat(outs3), torch.cat(outs4)
+def backbone_features(backbone: Backbone, crops: np.ndarray, device: str) -> Feats:
+    outs = [backbone(bgr_u8_to_rgb01(torch.from_numpy(crops[i : i + FEATURE_BATCH]).to(device)))
+            for i in range(0, len(crops), FEATURE_BATCH)]
+    return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
 
 
 @torch.inference_mode()
-def embed(model: InferenceModel, feats: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    model.embedder.eval()
-    return torch.cat([model.embedder(feats[0][i : i + 64], feats[1][i : i + 64])[1] for i in range(0, len(feats[0]), 64)])
+def head_scores(head: torch.nn.Module, feats: Feats) -> np.ndarray:
+    head.eval()
+    return torch.cat([head(feats[0][i : i + 32], feats[1][i : i + 32])[0] for i in range(0, len(feats[0]), 32)]).cpu().numpy()
 
 
 def defect_batch(synth: AnomalySynth, crops: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -80,12 +86,102 @@ def split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarra
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def pair_loss(model: InferenceModel, decoder: Decoder, fk, fm, defected, alpha: float) -> tuple[torch.Tensor, float, float]:
-    pre_k, e_k = model.embedder(*fk)
-    _, e_m = model.embedder(*fm)
+def pair_loss(embedder: Embedder, decoder: Decoder, fk: Feats, fm: Feats, defected: torch.Tensor, alpha: float):
+    pre_k, e_k = embedder(*fk)
+    _, e_m = embedder(*fm)
     rec = decoder_loss(fk, decoder(pre_k))
     con = contrastive_loss(e_k, e_m, defected)
     return rec + alpha * con, rec.item(), con.item()
+
+
+def with_defects(backbone: Backbone, synth, feats: Feats, crops: np.ndarray, defected: np.ndarray, rng, dev: str) -> Feats:
+    """feats of `crops`, with the rows flagged `defected` replaced by those of freshly defected copies."""
+    f3, f4 = feats[0].clone(), feats[1].clone()
+    if defected.any():
+        d3, d4 = backbone_features(backbone, defect_batch(synth, crops[defected], rng), dev)
+        mask = torch.from_numpy(defected)
+        f3[mask], f4[mask] = d3, d4
+    return f3, f4
+
+
+def train_cse(backbone: Backbone, feats: Feats, crops: np.ndarray, tr: np.ndarray, va: np.ndarray,
+              synth: AnomalySynth, cfg: TrainConfig, rng: np.random.Generator, log) -> tuple[CSEHead, list, dict]:
+    dev = cfg.device
+    f3, f4 = feats
+    c3, c4 = backbone.channels
+    embedder, decoder = Embedder(c3 + c4).to(dev), Decoder(c3, c4).to(dev)
+
+    # Fixed validation pairs, defects drawn once: a stable yardstick for picking the checkpoint.
+    vrng = np.random.default_rng(cfg.seed + 1)
+    v_m = other_index(len(va), np.arange(len(va)), vrng)
+    v_def = vrng.random(len(va)) < cfg.defect_prob
+    vk = (f3[va], f4[va])
+    vm = with_defects(backbone, synth, (f3[va][v_m], f4[va][v_m]), crops[va][v_m], v_def, vrng, dev)
+    v_def_t = torch.from_numpy(v_def).to(dev)
+
+    steps = math.ceil(len(tr) / cfg.batch_size)
+    opt = torch.optim.Adam(embedder.parameters(), lr=cfg.lr, betas=(0.5, 0.999), weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=10 * cfg.lr, total_steps=cfg.epochs * steps)
+    best = (math.inf, -1, None)
+    history: list[dict[str, float]] = []
+    bar = tqdm(total=cfg.epochs * steps, desc="train cse", unit="step", file=sys.stderr, dynamic_ncols=True,
+               disable=os.environ.get("INSPECTOR_NO_PROGRESS") == "1")
+    for epoch in range(1, cfg.epochs + 1):
+        embedder.train()  # every epoch: validation left it in eval mode (the reference code's bug)
+        order = rng.permutation(len(tr))
+        sums, done = np.zeros(3), 0
+        for s in range(steps):
+            k = order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
+            if len(k) < 2:  # BatchNorm needs at least two samples
+                continue
+            m = other_index(len(tr), k, rng)
+            defected = rng.random(len(k)) < cfg.defect_prob
+            gk, gm = tr[k], tr[m]
+            fm = with_defects(backbone, synth, (f3[gm], f4[gm]), crops[gm], defected, rng, dev)
+            loss, rec, con = pair_loss(embedder, decoder, (f3[gk], f4[gk]), fm, torch.from_numpy(defected).to(dev), cfg.alpha)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            sums += (loss.item(), rec, con)
+            done += 1
+            bar.update(1)
+        embedder.eval()
+        with torch.no_grad():
+            val = pair_loss(embedder, decoder, vk, vm, v_def_t, cfg.alpha)[0].item()
+        row = {"epoch": epoch, "loss": sums[0] / done, "rec": sums[1] / done, "con": sums[2] / done, "val_loss": val}
+        history.append(row)
+        if val < best[0]:
+            best = (val, epoch, copy.deepcopy(embedder.state_dict()))
+        bar.set_postfix(epoch=f"{epoch}/{cfg.epochs}", loss=f"{row['loss']:.4f}", val=f"{val:.4f}", best=best[1])
+    bar.close()
+    embedder.load_state_dict(best[2])
+    embedder.eval()
+    with torch.inference_mode():
+        emb = torch.cat([embedder(f3[tr][i : i + 64], f4[tr][i : i + 64])[1] for i in range(0, len(tr), 64)])
+    head = CSEHead(embedder, kmeans_centers(emb, cfg.clusters, cfg.seed)).to(dev).eval()
+    return head, history, {"best_epoch": best[1], "best_val_loss": best[0]}
+
+
+def build_patch(backbone: Backbone, feats: Feats, tr: np.ndarray, cfg: TrainConfig, log) -> tuple[torch.nn.Module, dict]:
+    from .model import PatchHead
+
+    with torch.inference_mode():
+        patches = torch.cat([patch_features(feats[0][tr][i : i + 32], feats[1][tr][i : i + 32]) for i in range(0, len(tr), 32)])
+    c, h, w = patches.shape[1:]
+    flat = patches.permute(0, 2, 3, 1).reshape(-1, c).cpu()
+    size = cfg.bank_size or bank_size_for_budget(backbone.cpu(), cfg.crop, c, h * w, cfg.bank_budget)
+    backbone.to(cfg.device)
+    t0 = time.time()
+    idx = greedy_coreset(flat, size, cfg.seed, log=log)
+    log(f"[train] patch bank: {len(idx)} of {len(flat)} training patches (greedy coreset, {time.time() - t0:.0f}s)")
+    return PatchHead(flat[idx]).to(cfg.device).eval(), {"bank_size": int(len(idx)), "patches": int(len(flat))}
+
+
+def synthetic_auroc(head, val_feats: Feats, defect_feats: Feats) -> float:
+    """AUROC of held-out goods against synthesized defects on the same images: needs no real defects."""
+    good, bad = head_scores(head, val_feats), head_scores(head, defect_feats)
+    return float(roc_auc_score(np.r_[np.zeros(len(good)), np.ones(len(bad))], np.r_[good, bad]))
 
 
 def train(data: str | Path, cfg: TrainConfig, log=print) -> TrainResult:
@@ -102,104 +198,69 @@ def train(data: str | Path, cfg: TrainConfig, log=print) -> TrainResult:
         raise InspectorError(f"{data}: only {len(paths)} good images; training needs at least 6 (4 to train, 2 to validate)")
     category = cfg.category or Path(data).resolve().name
     pre = Preprocess(cfg.resize, cfg.resize, cfg.crop, cfg.crop, cfg.interpolation)
-    log(f"[train] {category}: {len(paths)} good images, backbone {cfg.backbone}, {cfg.epochs} epochs")
+    log(f"[train] {category}: {len(paths)} good images, backbone {cfg.backbone}, scoring {cfg.scoring}"
+        + (f", {cfg.epochs} epochs" if cfg.scoring != "patch" else ""))
 
     backbone, weights_id = create_backbone(cfg.backbone, cfg.weights, cfg.crop)
-    c3, c4 = backbone.channels
-    model = InferenceModel(backbone, Embedder(c3 + c4), CosineHead(torch.zeros(1, 64, cfg.crop // 32, cfg.crop // 32))).to(dev)
-    decoder = Decoder(c3, c4).to(dev)
+    backbone.to(dev)
     textures = TextureSource.from_folder(cfg.anomaly_source) if cfg.anomaly_source else TextureSource.builtin()
     synth = AnomalySynth(textures)
 
     crops = load_crops(paths, pre)
     tr, va = split(len(paths), cfg.val_fraction, cfg.seed)
     t0 = time.time()
-    f3, f4 = backbone_features(model, crops, dev)
+    feats = backbone_features(backbone, crops, dev)
     log(f"[train] cached backbone features of {len(crops)} images in {time.time() - t0:.1f}s "
         f"({len(tr)} train / {len(va)} validation)")
+    val_feats = (feats[0][va], feats[1][va])
 
-    # Fixed validation pairs, defects drawn once: a stable yardstick for picking the checkpoint.
-    vrng = np.random.default_rng(cfg.seed + 1)
-    v_k = np.arange(len(va))
-    v_m = other_index(len(va), v_k, vrng)
-    v_def = vrng.random(len(va)) < cfg.defect_prob
-    vf3, vf4 = f3[va], f4[va]
-    vm3, vm4 = vf3[v_m].clone(), vf4[v_m].clone()
-    if v_def.any():
-        d3, d4 = backbone_features(model, defect_batch(synth, crops[va][v_m[v_def]], vrng), dev)
-        vm3[torch.from_numpy(v_def)], vm4[torch.from_numpy(v_def)] = d3, d4
-    v_def_t = torch.from_numpy(v_def).to(dev)
-
-    steps = math.ceil(len(tr) / cfg.batch_size)
-    opt = torch.optim.Adam(model.embedder.parameters(), lr=cfg.lr, betas=(0.5, 0.999), weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=10 * cfg.lr, total_steps=cfg.epochs * steps)
-    best = (math.inf, -1, None)
-    history: list[dict[str, float]] = []
-    bar = tqdm(total=cfg.epochs * steps, desc="train", unit="step", file=sys.stderr, dynamic_ncols=True,
-               disable=os.environ.get("INSPECTOR_NO_PROGRESS") == "1")
-    for epoch in range(1, cfg.epochs + 1):
-        model.embedder.train()  # every epoch: validation left it in eval mode (the reference code's bug)
-        order = rng.permutation(len(tr))
-        sums = np.zeros(3)
-        for s in range(steps):
-            k = order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
-            if len(k) < 2:  # BatchNorm needs at least two samples
-                continue
-            m = other_index(len(tr), k, rng)
-            defected = rng.random(len(k)) < cfg.defect_prob
-            gk, gm = tr[k], tr[m]
-            fm3, fm4 = f3[gm].clone(), f4[gm].clone()
-            if defected.any():
-                d3, d4 = backbone_features(model, defect_batch(synth, crops[gm[defected]], rng), dev)
-                fm3[torch.from_numpy(defected)], fm4[torch.from_numpy(defected)] = d3, d4
-            loss, rec, con = pair_loss(model, decoder, (f3[gk], f4[gk]), (fm3, fm4), torch.from_numpy(defected).to(dev), cfg.alpha)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            sums += (loss.item(), rec, con)
-            bar.update(1)
-        model.embedder.eval()
-        with torch.no_grad():
-            val, _, _ = pair_loss(model, decoder, (vf3, vf4), (vm3, vm4), v_def_t, cfg.alpha)
-        val = float(val)
-        row = {"epoch": epoch, "loss": sums[0] / steps, "rec": sums[1] / steps, "con": sums[2] / steps, "val_loss": val}
-        history.append(row)
-        if val < best[0]:
-            best = (val, epoch, copy.deepcopy(model.embedder.state_dict()))
-        bar.set_postfix(epoch=f"{epoch}/{cfg.epochs}", loss=f"{row['loss']:.4f}", val=f"{val:.4f}", best=best[1])
-    bar.close()
-    model.embedder.load_state_dict(best[2])
-    model.embedder.eval()
+    heads: dict[str, torch.nn.Module] = {}
+    info: dict[str, dict] = {}
+    history: list = []
+    t_feats = time.time() - t_start
+    if cfg.scoring in ("cse", "auto"):
+        t0 = time.time()
+        heads["cse"], history, info["cse"] = train_cse(backbone, feats, crops, tr, va, synth, cfg, rng, log)
+        info["cse"]["head_seconds"] = round(time.time() - t0, 1)
+    if cfg.scoring in ("patch", "auto"):
+        t0 = time.time()
+        heads["patch"], info["patch"] = build_patch(backbone, feats, tr, cfg, log)
+        info["patch"]["head_seconds"] = round(time.time() - t0, 1)
+    selection = None
+    if cfg.scoring == "auto":
+        srng = np.random.default_rng(cfg.seed + 2)
+        defect_feats = backbone_features(backbone, defect_batch(synth, crops[va], srng), dev)
+        figures = {name: synthetic_auroc(h, val_feats, defect_feats) for name, h in heads.items()}
+        chosen = max(figures, key=lambda n: (figures[n], n == "cse"))  # a tie goes to the faster cse
+        selection = {"method": "held-out goods vs synthesized defects on them, image AUROC",
+                     "synthetic_auroc": figures, "chosen": chosen}
+        log(f"[train] auto: synthetic-defect AUROC " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()) + f" -> {chosen}")
+    order = [selection["chosen"]] + [n for n in heads if n != selection["chosen"]] if selection else list(heads)
     t_train = time.time() - t_start
 
-    # Memory bank from the training split; threshold from the held-out validation goods only.
-    emb_tr = embed(model, (f3[tr], f4[tr]))
-    model.head = CosineHead(kmeans_centers(emb_tr, cfg.clusters, cfg.seed)).to(dev)
-    with torch.inference_mode():
-        val_scores = model.head(embed(model, (vf3, vf4)))[0].cpu().numpy()
-    thr = calibrate(val_scores, cfg.threshold_method, cfg.threshold_param)
-
-    meta = ModelMeta(
-        model_id=f"{category}-{cfg.backbone}-cse-{time.strftime('%Y%m%dT%H%M%S')}",
-        category=category,
-        head="cse",
-        backbone=cfg.backbone,
-        weights_id=weights_id,
-        preprocess=pre,
-        threshold=thr,
-        map_h=cfg.crop // 32,
-        map_w=cfg.crop // 32,
-        good_scores=score_stats(val_scores),
-        training={**asdict(cfg), "data": str(data), "train_images": int(len(tr)), "val_images": int(len(va)),
-                  "best_epoch": best[1], "best_val_loss": best[0], "seconds": round(t_train, 1)},
-        software=software_versions(),
-        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    )
-    log(f"[train] done in {t_train:.0f}s: best epoch {best[1]} (val loss {best[0]:.4f}); "
-        f"threshold {thr.value:.5f} ({thr.method}, {thr.param:g}, on {thr.n_images} held-out goods); "
-        f"held-out good scores mean {meta.good_scores['mean']:.5f} max {meta.good_scores['max']:.5f}")
-    return TrainResult(model.cpu().eval(), meta, history, [paths[i] for i in va])
+    results = []
+    for name in order:
+        head = heads[name]
+        val_scores = head_scores(head, val_feats)
+        thr = calibrate(val_scores, cfg.threshold_method, cfg.threshold_param)
+        h, w = (cfg.crop // 32, cfg.crop // 32) if name == "cse" else (cfg.crop // 16, cfg.crop // 16)
+        meta = ModelMeta(
+            model_id=f"{category}-{cfg.backbone}-{name}-{time.strftime('%Y%m%dT%H%M%S')}",
+            category=category, head=name, backbone=cfg.backbone, weights_id=weights_id, preprocess=pre,
+            threshold=thr, map_h=h, map_w=w, good_scores=score_stats(val_scores),
+            training={**asdict(cfg), "data": str(data), "train_images": int(len(tr)), "val_images": int(len(va)),
+                      **info[name], "selection": dict(selection) if selection else None, "seconds": round(t_train, 1),
+                      "feature_seconds": round(t_feats, 1)},
+            software=software_versions(), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        )
+        log(f"[train] {name}: threshold {thr.value:.5f} ({thr.method}, {thr.param:g}, on {thr.n_images} held-out goods); "
+            f"held-out good scores mean {meta.good_scores['mean']:.5f} max {meta.good_scores['max']:.5f}")
+        results.append((InferenceModel(backbone, head).cpu().eval(), meta))
+    if "cse" in info:
+        log(f"[train] cse: best epoch {info['cse']['best_epoch']} (validation loss {info['cse']['best_val_loss']:.4f})")
+    log(f"[train] done in {t_train:.0f}s")
+    (model, meta), alt = results[0], results[1] if len(results) > 1 else (None, None)
+    return TrainResult(model, meta, history, [paths[i] for i in va], alt[0], alt[1])
 
 
 def software_versions() -> dict[str, str]:
