@@ -13,6 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 import zmq
 
 from inspector.agent.agent import Agent
@@ -21,6 +22,15 @@ from inspector.agent.config import RunConfig
 REPO = Path(__file__).resolve().parents[1]
 SUBSCRIBER = REPO / "deploy" / "subscriber.py"
 INSPECTOR = Path(sys.executable).with_name("inspector")
+
+
+@pytest.fixture(scope="session")
+def agent_model(request) -> Path:
+    """The session's trained model (conftest `model_path`); INSPECTOR_AGENT_MODEL=FILE.onnx reuses an existing one."""
+    env = os.environ.get("INSPECTOR_AGENT_MODEL")
+    if env:
+        return Path(env)
+    return request.getfixturevalue("model_path")
 
 
 def free_port() -> int:

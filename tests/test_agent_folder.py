@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from agentkit import config, link_images, open_agent, request, run_agent
+from agentkit import agent_model, config, link_images, open_agent, request, run_agent
 from inspector.backends import open_backend
 from inspector import dataset
 from inspector.evaluate import score_items
@@ -24,11 +24,11 @@ def mixed(piped, tmp_path_factory):
     return folder
 
 
-def test_scores_equal_evaluate(model_path, mixed, tmp_path):
-    summary, col, agent = run_agent(config(tmp_path, model_path, folder=str(mixed), batch=3))
+def test_scores_equal_evaluate(agent_model, mixed, tmp_path):
+    summary, col, agent = run_agent(config(tmp_path, agent_model, folder=str(mixed), batch=3))
     col.close()
     files = sorted(p for p in mixed.iterdir())
-    with open_backend(model_path) as be:
+    with open_backend(agent_model) as be:
         ref = score_items(be, [dataset.TestItem(p, "good", None) for p in files])
         threshold = be.meta.threshold.value
     got = {r["frame_id"]: r for r in col.results}
@@ -43,10 +43,10 @@ def test_scores_equal_evaluate(model_path, mixed, tmp_path):
     assert {r["verdict"] for r in col.results} == {"pass", "fail"}  # the mix really exercises both
 
 
-def test_folder_run_every_file_once_in_order(model_path, piped, tmp_path):
+def test_folder_run_every_file_once_in_order(agent_model, piped, tmp_path):
     folder = tmp_path / "imgs"
     files = link_images(piped / "test" / "defect", folder, 11)
-    summary, col, agent = run_agent(config(tmp_path, model_path, folder=str(folder), batch=4, queue_size=3))
+    summary, col, agent = run_agent(config(tmp_path, agent_model, folder=str(folder), batch=4, queue_size=3))
     col.close()
     res = col.results
     assert [r["frame_id"] for r in res] == [f.name for f in files]
@@ -64,13 +64,13 @@ def test_folder_run_every_file_once_in_order(model_path, piped, tmp_path):
     assert events[0] == "started" and events[-2:] == ["source_ended", "stopping"]
 
 
-def test_unreadable_files_give_error_results_and_the_run_continues(model_path, piped, tmp_path):
+def test_unreadable_files_give_error_results_and_the_run_continues(agent_model, piped, tmp_path):
     folder = tmp_path / "bad"
     link_images(piped / "test" / "good", folder, 3)
     (folder / "a_empty.png").write_bytes(b"")
     (folder / "b_garbage.jpg").write_bytes(b"this is not a jpeg at all" * 10)
     (folder / "notes.txt").write_text("not an image, ignored")
-    summary, col, agent = run_agent(config(tmp_path, model_path, folder=str(folder), batch=2))
+    summary, col, agent = run_agent(config(tmp_path, agent_model, folder=str(folder), batch=2))
     col.close()
     res = {r["frame_id"]: r for r in col.results}
     assert len(col.results) == 5 and "notes.txt" not in res
@@ -83,12 +83,12 @@ def test_unreadable_files_give_error_results_and_the_run_continues(model_path, p
     assert summary["errors"] == 2
 
 
-def test_watch_scores_a_new_file_once_and_never_half_written(model_path, piped, tmp_path):
+def test_watch_scores_a_new_file_once_and_never_half_written(agent_model, piped, tmp_path):
     folder = tmp_path / "watched"
     link_images(piped / "test" / "good", folder, 2)
     src = sorted((piped / "test" / "defect").glob("*.png"))[0]
     data = src.read_bytes()
-    cfg = config(tmp_path, model_path, folder=str(folder), watch=True, settle_s=0.6, poll_s=0.05)
+    cfg = config(tmp_path, agent_model, folder=str(folder), watch=True, settle_s=0.6, poll_s=0.05)
     agent, col = open_agent(cfg)
     try:
         agent.start()
@@ -109,16 +109,16 @@ def test_watch_scores_a_new_file_once_and_never_half_written(model_path, piped, 
     col.close()
     new = [r for r in col.results if r["frame_id"] == "z_new.png"]
     assert len(new) == 1 and new[0]["verdict"] != "error", new
-    with open_backend(model_path) as be:
+    with open_backend(agent_model) as be:
         ref = score_items(be, [dataset.TestItem(src, "defect", None)]).scores[0]
     assert new[0]["score"] == pytest.approx(float(ref), abs=1e-6)  # the whole file was read
     assert len(col.results) == 3
 
 
-def test_recovery_endpoint_returns_missed_results(model_path, piped, tmp_path):
+def test_recovery_endpoint_returns_missed_results(agent_model, piped, tmp_path):
     folder = tmp_path / "rec"
     files = link_images(piped / "test" / "good", folder, 6)
-    cfg = config(tmp_path, model_path, folder=str(folder), watch=True, batch=2)
+    cfg = config(tmp_path, agent_model, folder=str(folder), watch=True, batch=2)
     agent, col = open_agent(cfg)
     try:
         agent.start()
@@ -149,22 +149,22 @@ def test_recovery_endpoint_returns_missed_results(model_path, piped, tmp_path):
     assert [r["frame_id"] for r in col.results] == [f.name for f in files]
 
 
-def test_sequence_continues_across_restarts_on_the_same_log(model_path, piped, tmp_path):
+def test_sequence_continues_across_restarts_on_the_same_log(agent_model, piped, tmp_path):
     folder = tmp_path / "again"
     link_images(piped / "test" / "good", folder, 2)
-    s1, c1, _ = run_agent(config(tmp_path, model_path, folder=str(folder)))
-    s2, c2, _ = run_agent(config(tmp_path, model_path, folder=str(folder)))
+    s1, c1, _ = run_agent(config(tmp_path, agent_model, folder=str(folder)))
+    s2, c2, _ = run_agent(config(tmp_path, agent_model, folder=str(folder)))
     c1.close()
     c2.close()
     assert [r["seq"] for r in c1.results] == [1, 2] and [r["seq"] for r in c2.results] == [3, 4]
     assert c1.results[0]["log_id"] == c2.results[0]["log_id"]
 
 
-def test_stop_drains_everything_accepted(model_path, piped, tmp_path):
+def test_stop_drains_everything_accepted(agent_model, piped, tmp_path):
     """In-process stop (what SIGTERM triggers): queued frames are still scored and published."""
     folder = tmp_path / "drain"
     link_images(piped / "test" / "defect", folder, 20)
-    cfg = config(tmp_path, model_path, folder=str(folder), batch=1, queue_size=8, in_flight=2)
+    cfg = config(tmp_path, agent_model, folder=str(folder), batch=1, queue_size=8, in_flight=2)
     agent, col = open_agent(cfg)
     agent.start()
     assert col.wait_for(lambda c: len(c.results) >= 1)
@@ -181,19 +181,19 @@ def test_stop_drains_everything_accepted(model_path, piped, tmp_path):
     assert summary["reason"] == "test stop"
 
 
-def test_in_order_with_several_inference_threads(model_path, piped, tmp_path):
+def test_in_order_with_several_inference_threads(agent_model, piped, tmp_path):
     folder = tmp_path / "par"
     files = link_images(piped / "test" / "defect", folder, 10)
-    summary, col, _ = run_agent(config(tmp_path, model_path, folder=str(folder), batch=1, in_flight=4, infer_threads=3))
+    summary, col, _ = run_agent(config(tmp_path, agent_model, folder=str(folder), batch=1, in_flight=4, infer_threads=3))
     col.close()
     assert [r["frame_id"] for r in col.results] == [f.name for f in files]
     assert [r["seq"] for r in col.results] == list(range(1, 11))
 
 
-def test_threshold_override(model_path, piped, tmp_path):
+def test_threshold_override(agent_model, piped, tmp_path):
     folder = tmp_path / "thr"
     link_images(piped / "test" / "good", folder, 2)
-    _, col, _ = run_agent(config(tmp_path, model_path, folder=str(folder), threshold=1e-6))
+    _, col, _ = run_agent(config(tmp_path, agent_model, folder=str(folder), threshold=1e-6))
     col.close()
     assert [r["verdict"] for r in col.results] == ["fail", "fail"]
     assert all(r["threshold"] == pytest.approx(1e-6) for r in col.results)

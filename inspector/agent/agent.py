@@ -206,7 +206,8 @@ class Agent:
             published=self.stats.published, errors=self.stats.errors, dropped=src.dropped if src else 0,
             queue_depth=self.stats.frames_in - self.stats.published,
             queues=pl.queues() if pl else {"frames": 0, "batches": 0}, last_seq=0,
-            source_state=src.state if src else "starting", reconnects=src.reconnects if src else 0,
+            source_state=src.state if src else "starting", source_retry_s=src.retry_in_s if src else 0.0,
+            source_attempts=src.attempts if src else 0, reconnects=src.reconnects if src else 0,
             backend=be.name if be else "", model_id=be.meta.model_id if be else "", threshold=self.threshold,
             batch=self.cfg.batch, rss_mb=rss_mb(),
         )

@@ -56,13 +56,12 @@ class CaptureSource(Source):
         self.on_event = on_event or (lambda *a, **k: None)
         self.fps = DEFAULT_FPS
         self.counter = 0  # frames grabbed, dropped ones included: the frame id
-        self.retry_in_s = 0.0
         self._cap: cv2.VideoCapture | None = None
         self._closed = threading.Event()
         self._cond = threading.Condition()
         self._slot: Frame | None = None
         self._grabber: threading.Thread | None = None
-        self._t0 = 0.0
+        self._t0: float | None = None
         self._played = 0  # frames since (re)opening, for pacing
 
     # ------------------------------------------------------------------ opening
@@ -72,7 +71,7 @@ class CaptureSource(Source):
             cap.release()
             return None
         self.fps = _fps(cap)
-        self._t0, self._played = time.monotonic(), 0
+        self._t0, self._played = None, 0  # the pacing clock starts at the first frame read
         return cap
 
     def open(self) -> None:
@@ -104,6 +103,8 @@ class CaptureSource(Source):
         """Native frame rate for files (cameras and streams pace themselves)."""
         if self.fast or self.kind in ("camera", "stream"):
             return
+        if self._t0 is None:
+            self._t0 = time.monotonic()
         delay = self._t0 + self._played / self.fps - time.monotonic()
         if delay > 0:
             self._closed.wait(delay)
@@ -171,7 +172,7 @@ class CaptureSource(Source):
                 cap = self._try_open()
                 if cap is None:
                     attempts += 1
-                    self.retry_in_s = delay
+                    self.retry_in_s, self.attempts = delay, attempts
                     if self.state != "down":
                         self.state, down_since = "down", time.time()
                         self.on_event("source_down", f"cannot open {self.kind} {self.target}",
@@ -183,7 +184,8 @@ class CaptureSource(Source):
                     self.reconnects += 1
                     self.on_event("source_up", f"{self.kind} {self.target} is back",
                                   down_s=round(time.time() - down_since, 3), attempts=attempts)
-                self.state, delay, attempts, self.retry_in_s = "up", self.reconnect_min_s, 0, 0.0
+                self.state, delay, attempts = "up", self.reconnect_min_s, 0
+                self.retry_in_s, self.attempts = 0.0, 0
             frame = self._read(cap)
             if frame is not None:
                 self._put(frame)
@@ -198,7 +200,8 @@ class CaptureSource(Source):
                 cap = None
             if self._closed.is_set():
                 break
-            attempts, self.retry_in_s = 1, delay
+            attempts = 1
+            self.retry_in_s, self.attempts = delay, attempts
             self.state, down_since = "down", time.time()
             self.on_event("source_down", f"lost {self.kind} {self.target}", retry_in_s=delay, attempts=attempts)
             self._closed.wait(delay)

@@ -55,7 +55,7 @@ class Result:
     latency_ms: dict[str, float]
     model_id: str
     tiles: int = 1
-    map: dict[str, Any] | None = None  # {"h", "w", "data": [row-major floats]} when publish_map is on
+    map: dict[str, Any] | None = None  # publish_map: {"h", "w", "origin": [x, y], "cell": [w, h], "data": [row-major]}
     max_tile: list[int] | None = None  # tiled frames: [x, y, w, h] of the highest-scoring tile, in frame pixels
     done_ts: float = 0.0  # when inference finished (not published; for the "post" latency)
     # Filled in by the publisher, in order:
@@ -114,7 +114,9 @@ class Heartbeat:
     queue_depth: int  # frames accepted and not yet published
     queues: dict[str, int]  # per stage: frames (read, waiting), batches (in flight)
     last_seq: int  # newest sequence number in the log
-    source_state: str  # up | down | ended
+    source_state: str  # starting | up | down | ended
+    source_retry_s: float  # while down: the current backoff delay before the next attempt; 0 when up
+    source_attempts: int  # while down: failed attempts in this outage
     reconnects: int
     backend: str
     model_id: str

@@ -283,8 +283,9 @@ class Pipeline:
                 if self.tiler.tiled:
                     max_tile = self.tiler.frame_box(job.tiles[best])
                 if self.publish_map:
-                    m = self.tiler.stitch(b.maps[i : i + k], job.tiles, job.roi_hw)
-                    amap = {"h": int(m.shape[0]), "w": int(m.shape[1]), "data": [round(float(v), 6) for v in m.ravel()]}
+                    m, origin, cell = self.tiler.stitch(b.maps[i : i + k], job.tiles, job.roi_hw)
+                    amap = {"h": int(m.shape[0]), "w": int(m.shape[1]), "origin": origin, "cell": cell,
+                            "data": [round(float(v), 6) for v in m.ravel()]}
             i += k
             verdict, error = decide(score, self.threshold, error)
             out.append(Result(

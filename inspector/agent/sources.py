@@ -45,6 +45,8 @@ class Source(ABC):
         self.state = "starting"  # starting | up | down | ended
         self.dropped = 0
         self.reconnects = 0
+        self.retry_in_s = 0.0  # live sources while down: the current backoff delay
+        self.attempts = 0  # live sources while down: failed attempts in this outage
         self._lock = threading.Lock()
 
     @abstractmethod

@@ -5,7 +5,9 @@ prepares a file, and the map is the model's own map. With tiling, the ROI is cut
 `tile` pixels every `stride` pixels (the last tile on each axis is aligned to the edge, so the ROI
 is covered); each tile is prepared like a whole image and scored; the frame score is the max of
 the tile scores and the map is stitched: each tile's map is placed over the part of the ROI the
-model saw (the tile's centre crop), overlaps keep the max, cells no crop covered are 0.
+model saw (the tile's centre crop), on one grid of the model's cell size; overlaps keep the max,
+cells no crop covered are 0. The grid starts at the first crop (the ROI's margin that the centre
+crop leaves out is not scored, as in `inspector evaluate`).
 
 The default stride is tile x crop/resize, so that the centre crops, not the tiles, abut.
 """
@@ -84,23 +86,29 @@ class Tiler:
         ox, oy = (self.roi[0], self.roi[1]) if self.roi else (0, 0)
         return [ox + t.x, oy + t.y, t.w, t.h]
 
-    def stitch(self, maps: np.ndarray, tiles: list[Tile], roi_hw: tuple[int, int]) -> np.ndarray:
-        """Tile maps [k, mh, mw] -> one map over the ROI, on a grid of the model's map cells."""
-        if not self.tiled:
-            return maps[0]
+    def stitch(self, maps: np.ndarray, tiles: list[Tile], roi_hw: tuple[int, int]) -> tuple[np.ndarray, list[float], list[float]]:
+        """Tile maps [k, mh, mw] -> (map over the ROI, origin [x, y] and cell [w, h] in frame pixels).
+
+        Cell (r, c) of the map covers frame pixels x in origin_x + c * cell_w ... + cell_w (y likewise):
+        the grid starts where the first tile's centre crop starts and has the model's cell size.
+        """
         pre = self.pre
         t0 = tiles[0]
         # The part of a tile the model sees (its centre crop), in tile pixels, and one map cell's size.
         sy, sx = t0.h / pre.resize_h, t0.w / pre.resize_w
         off_y, off_x = (pre.resize_h - pre.crop_h) // 2 * sy, (pre.resize_w - pre.crop_w) // 2 * sx
         cell_h, cell_w = pre.crop_h * sy / self.map_h, pre.crop_w * sx / self.map_w
-        gh, gw = max(1, round(roi_hw[0] / cell_h)), max(1, round(roi_hw[1] / cell_w))
+        rx, ry = (self.roi[0], self.roi[1]) if self.roi else (0, 0)
+        origin = [round(rx + off_x, 3), round(ry + off_y, 3)]
+        cell = [round(cell_w, 3), round(cell_h, 3)]
+        if not self.tiled:
+            return maps[0], origin, cell
+        gh = max(self.map_h, int(np.ceil((roi_hw[0] - 2 * off_y) / cell_h - 1e-6)))
+        gw = max(self.map_w, int(np.ceil((roi_hw[1] - 2 * off_x) / cell_w - 1e-6)))
         out = np.full((gh, gw), np.nan, dtype=np.float32)
         for m, t in zip(maps, tiles):
-            r, c = round((t.y + off_y) / cell_h), round((t.x + off_x) / cell_w)
+            r, c = round(t.y / cell_h), round(t.x / cell_w)
             r1, c1 = min(gh, r + self.map_h), min(gw, c + self.map_w)
-            if r1 <= r or c1 <= c:
-                continue
             view = out[r:r1, c:c1]
             np.fmax(view, m[: r1 - r, : c1 - c], out=view)
-        return np.nan_to_num(out, nan=0.0)
+        return np.nan_to_num(out, nan=0.0), origin, cell
