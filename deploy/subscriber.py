@@ -184,7 +184,9 @@ class Subscriber:
         if self.log_id is not None and msg.get("log_id") not in (None, "", self.log_id):
             self.new_log(msg["log_id"])
         if self.last is not None and msg.get("last_seq", 0) > self.last and not self.pending:
-            self.need_recovery = True  # results were published that never arrived (a missing tail)
+            self.counts["gaps"] += 1  # results were published that never arrived (a missing tail)
+            log("gap", expected=self.last + 1, heartbeat_last_seq=msg["last_seq"])
+            self.need_recovery = True
 
     def on_event(self, msg: dict) -> None:
         if not self.args.quiet:

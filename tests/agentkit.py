@@ -169,3 +169,79 @@ def link_images(src: Path, dst: Path, n: int | None = None) -> list[Path]:
 
 def spawn(args: list[str], **kw) -> subprocess.Popen:
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(REPO), **kw)
+
+
+class TcpRelay:
+    """A TCP forwarder between a subscriber and the agent's PUB port, whose link can be cut: a network
+    outage, made of real sockets. While cut, connections are closed and refused, so the PUB socket has
+    no peer and drops what it publishes; ZeroMQ on the subscriber side reconnects by itself afterwards."""
+
+    def __init__(self, upstream_port: int):
+        self.upstream = ("127.0.0.1", upstream_port)
+        self.port = free_port()
+        self._up = threading.Event()
+        self._up.set()
+        self._stop = threading.Event()
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self.cuts = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            if not self._up.wait(0.05):
+                continue
+            srv = socket.socket()
+            srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            srv.bind(("127.0.0.1", self.port))
+            srv.listen(4)
+            srv.settimeout(0.05)
+            while self._up.is_set() and not self._stop.is_set():
+                try:
+                    down, _ = srv.accept()
+                except socket.timeout:
+                    continue
+                up = socket.create_connection(self.upstream)
+                with self._lock:
+                    self._conns += [down, up]
+                for a, b in ((down, up), (up, down)):
+                    threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            srv.close()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        """Drop every connection and refuse new ones until restore()."""
+        self._up.clear()
+        self.cuts += 1
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def restore(self) -> None:
+        self._up.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.cut()
+        self._thread.join(timeout=5)
