@@ -21,6 +21,7 @@ class TrainConfig:
     lr: float = 4e-4  # Adam; the one-cycle peak is 10x this (reference code)
     weight_decay: float = 1e-5
     alpha: float = 10.0  # weight of the contrastive loss against the decoder loss
+    cosine: str = "channels"  # contrastive cosine: over channels per position; "width" = the reference code's axis
     defect_prob: float = 0.5
     clusters: int = 1  # k-means centers of good embeddings (k = 1 in the paper: the mean)
     val_fraction: float = 0.3
@@ -42,6 +43,7 @@ class TrainConfig:
         require(self.bank_size >= 0, source, "bank_size", "must be >= 0 (0 = sized by bank_budget)")
         require(0 < self.bank_budget <= 4, source, "bank_budget", "must be in (0, 4]")
         require(self.backbone in REGISTRY, source, "backbone", f"{self.backbone!r} is not one of {sorted(REGISTRY)}")
+        require(self.cosine in ("channels", "width"), source, "cosine", "must be channels or width")
         require(self.epochs >= 1, source, "epochs", "must be >= 1")
         require(self.batch_size >= 2, source, "batch_size", "must be >= 2")
         require(self.lr > 0, source, "lr", "must be > 0")

@@ -56,13 +56,21 @@ def decoder_loss(feats: tuple[torch.Tensor, torch.Tensor], recon: tuple[torch.Te
 
 def channel_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Cosine over channels at each position, averaged over positions: [N, C, H, W] x2 -> [N].
-    (The reference code takes it along image width instead; see README, "Which cosine".)"""
+    The same cosine the scoring head uses, so training optimises what inference measures."""
     return F.cosine_similarity(a, b, dim=1).mean(dim=(1, 2))
 
 
-def contrastive_loss(e_k: torch.Tensor, e_m: torch.Tensor, defected: torch.Tensor) -> torch.Tensor:
+def width_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The reference code's variant, along the image-width axis; kept only to measure it (README)."""
+    return F.cosine_similarity(a, b, dim=3).mean(dim=(1, 2))
+
+
+COSINES = {"channels": channel_cosine, "width": width_cosine}
+
+
+def contrastive_loss(e_k: torch.Tensor, e_m: torch.Tensor, defected: torch.Tensor, cosine: str = "channels") -> torch.Tensor:
     """1 - cos for a good pair, 1 + cos for a (good, defected) pair (paper's form)."""
-    cos = channel_cosine(e_k, e_m)
+    cos = COSINES[cosine](e_k, e_m)
     return torch.where(defected, 1 + cos, 1 - cos).mean()
 
 

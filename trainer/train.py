@@ -86,12 +86,12 @@ def split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarra
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def pair_loss(embedder: Embedder, decoder: Decoder, fk: Feats, fm: Feats, defected: torch.Tensor, alpha: float):
+def pair_loss(embedder: Embedder, decoder: Decoder, fk: Feats, fm: Feats, defected: torch.Tensor, cfg: TrainConfig):
     pre_k, e_k = embedder(*fk)
     _, e_m = embedder(*fm)
     rec = decoder_loss(fk, decoder(pre_k))
-    con = contrastive_loss(e_k, e_m, defected)
-    return rec + alpha * con, rec.item(), con.item()
+    con = contrastive_loss(e_k, e_m, defected, cfg.cosine)
+    return rec + cfg.alpha * con, rec.item(), con.item()
 
 
 def with_defects(backbone: Backbone, synth, feats: Feats, crops: np.ndarray, defected: np.ndarray, rng, dev: str) -> Feats:
@@ -138,7 +138,7 @@ def train_cse(backbone: Backbone, feats: Feats, crops: np.ndarray, tr: np.ndarra
             defected = rng.random(len(k)) < cfg.defect_prob
             gk, gm = tr[k], tr[m]
             fm = with_defects(backbone, synth, (f3[gm], f4[gm]), crops[gm], defected, rng, dev)
-            loss, rec, con = pair_loss(embedder, decoder, (f3[gk], f4[gk]), fm, torch.from_numpy(defected).to(dev), cfg.alpha)
+            loss, rec, con = pair_loss(embedder, decoder, (f3[gk], f4[gk]), fm, torch.from_numpy(defected).to(dev), cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -148,7 +148,7 @@ def train_cse(backbone: Backbone, feats: Feats, crops: np.ndarray, tr: np.ndarra
             bar.update(1)
         embedder.eval()
         with torch.no_grad():
-            val = pair_loss(embedder, decoder, vk, vm, v_def_t, cfg.alpha)[0].item()
+            val = pair_loss(embedder, decoder, vk, vm, v_def_t, cfg)[0].item()
         row = {"epoch": epoch, "loss": sums[0] / done, "rec": sums[1] / done, "con": sums[2] / done, "val_loss": val}
         history.append(row)
         if val < best[0]:
