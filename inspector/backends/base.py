@@ -22,6 +22,21 @@ class Backend(ABC):
     def infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """images uint8 [N, crop_h, crop_w, 3] BGR -> (score float32 [N], anomaly_map float32 [N, h, w])."""
 
+    def submit(self, images: np.ndarray) -> int:
+        """Start a batch and return a ticket for collect(). Backends that overlap batches (TensorRT)
+        override submit/collect; this default runs infer() at once."""
+        ticket = self.__dict__.get("_next_ticket", 0)
+        self._next_ticket = ticket + 1
+        self.__dict__.setdefault("_results", {})[ticket] = self.infer(images)
+        return ticket
+
+    def collect(self, ticket: int) -> tuple[np.ndarray, np.ndarray]:
+        """The (score, anomaly_map) of a submitted batch; collect in submission order for frame order."""
+        try:
+            return self.__dict__.get("_results", {}).pop(ticket)
+        except KeyError:
+            raise ModelError(f"{self.path}: no pending batch with ticket {ticket} (already collected?)") from None
+
     def close(self) -> None:
         """Release sessions, streams and buffers."""
 
