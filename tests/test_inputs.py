@@ -121,3 +121,10 @@ def test_cli_user_mistakes_are_one_line_errors(tmp_path, model_path):
         assert proc.returncode == 2, (args, proc.stderr)
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr, (args, proc.stderr)
+
+
+def test_example_train_config_is_the_defaults():
+    pytest.importorskip("torch")
+    from trainer.config import TrainConfig
+
+    assert resolve(TrainConfig, REPO / "deploy" / "train.yaml", {}) == TrainConfig()
