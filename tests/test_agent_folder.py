@@ -197,3 +197,25 @@ def test_threshold_override(agent_model, piped, tmp_path):
     col.close()
     assert [r["verdict"] for r in col.results] == ["fail", "fail"]
     assert all(r["threshold"] == pytest.approx(1e-6) for r in col.results)
+
+
+def test_watched_folder_that_vanishes_is_waited_for(agent_model, piped, tmp_path):
+    folder = tmp_path / "share"
+    link_images(piped / "test" / "good", folder, 2)
+    cfg = config(tmp_path, agent_model, folder=str(folder), watch=True, poll_s=0.05)
+    agent, col = open_agent(cfg)
+    try:
+        agent.start()
+        assert col.wait_for(lambda c: len(c.results) == 2)
+        folder.rename(tmp_path / "share.away")  # a network share drops out
+        assert col.wait_for(lambda c: any(h["source_state"] == "down" for h in c.of("/heartbeat")))
+        (tmp_path / "share.away").rename(folder)
+        link_images(piped / "test" / "defect", folder, 1)
+        assert col.wait_for(lambda c: len(c.results) == 3)
+    finally:
+        agent.stop()
+        agent.wait(20)
+        summary = agent.close()
+    col.close()
+    assert summary["failed"] == "" and [r["seq"] for r in col.results] == [1, 2, 3]
+    assert col.of("/heartbeat")[-1]["source_state"] == "up"

@@ -188,6 +188,7 @@ class Agent:
         tput = s.throughput()
         return {
             "reason": (self.pipeline.end_reason if self.pipeline else "") or self._stop_reason,
+            "failed": self.pipeline.failed if self.pipeline else "",
             "frames_in": s.frames_in, "published": s.published, "fails": s.fails, "errors": s.errors,
             "dropped": self.source.dropped if self.source else 0,
             "last_seq": self.publisher.last_seq if self.publisher else 0,

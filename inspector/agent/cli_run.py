@@ -81,3 +81,5 @@ def run_command(
     tput = f", {summary['throughput_fps']:.2f} frames/s" if summary["throughput_fps"] else ""
     typer.echo(f"published {summary['published']} results ({summary['fails']} fail, {summary['errors']} error; "
                f"{summary['dropped']} dropped) up to seq {summary['last_seq']}{tput}; stopped: {summary['reason']}")
+    if summary["failed"]:
+        raise typer.Exit(1)  # an internal failure, not a clean stop: let systemd restart the agent

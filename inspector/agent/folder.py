@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..errors import ImageError, InspectorError
 from ..images import IMAGE_EXTS, read_image
+from .jsonlog import log
 from .sources import EndOfSource, Frame, Source
 
 
@@ -51,7 +52,15 @@ class FolderSource(Source):
         try:
             entries = list(os.scandir(self.folder))
         except OSError as exc:
-            raise InspectorError(f"{self.folder}: cannot list the folder ({exc.strerror or exc})") from None
+            if not self.watch:
+                raise InspectorError(f"{self.folder}: cannot list the folder ({exc.strerror or exc})") from None
+            if self.state != "down":  # a watched folder on a share that blinks: retry at the next poll
+                log.warning("folder_unavailable", folder=str(self.folder), error=exc.strerror or str(exc))
+            self.state = "down"
+            return
+        if self.state == "down":
+            log.info("folder_available", folder=str(self.folder))
+        self.state = "up"
         for entry in entries:
             name = entry.name
             if name in self._seen or name.startswith(".") or Path(name).suffix.lower() not in IMAGE_EXTS:

@@ -126,7 +126,7 @@ class Heartbeat:
     schema: str = HEARTBEAT_SCHEMA
 
     def to_json(self) -> str:
-        d = asdict(self)
+        d = {"schema": self.schema, **{k: v for k, v in asdict(self).items() if k != "schema"}}
         d["uptime_s"] = round(d["uptime_s"], 3)
         d["fps"] = round(d["fps"], 3)
         d["ts"] = round(d["ts"], 6)

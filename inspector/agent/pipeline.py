@@ -94,6 +94,7 @@ class Pipeline:
         self.slots = threading.BoundedSemaphore(in_flight)
         self.batches_out = 0  # batches formed and not yet published
         self.end_reason = ""
+        self.failed = ""  # the name of a stage thread that died of a bug (the run then exits non-zero)
         self._stop = threading.Event()
         self._count_lock = threading.Lock()
         self._infer_alive = infer_threads
@@ -132,8 +133,10 @@ class Pipeline:
         try:
             loop()
         except Exception as exc:  # a bug, not bad input: log it, stop reading, let the rest drain
-            log.error("pipeline_thread_failed", thread=threading.current_thread().name, error=one_line(exc), exc_info=True)
-            self.request_stop(f"{threading.current_thread().name} failed")
+            name = threading.current_thread().name
+            log.error("pipeline_thread_failed", thread=name, error=one_line(exc), exc_info=True)
+            self.failed = self.failed or name
+            self.request_stop(f"{name} failed: {one_line(exc)}")
         finally:
             if out is not None:
                 out.close()

@@ -126,6 +126,9 @@ class RecoveryServer:
         except (ValueError, TypeError) as exc:
             log.warning("recovery_bad_request", error=str(exc))
             return json.dumps({"schema": REPLY_SCHEMA, "ok": False, "error": str(exc)})
+        except Exception as exc:  # e.g. the log is unreadable right now: answer, and keep serving
+            log.error("recovery_failed", error=f"{type(exc).__name__}: {exc}")
+            return json.dumps({"schema": REPLY_SCHEMA, "ok": False, "error": f"internal error: {type(exc).__name__}: {exc}"})
 
     def _since(self, reader: LogReader, req: dict[str, Any]) -> str:
         seq, limit = req.get("seq"), req.get("limit", DEFAULT_LIMIT)

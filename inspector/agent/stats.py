@@ -38,6 +38,7 @@ class Stats:
             self.frames_in += 1
             if self.first_capture_ts is None:
                 self.first_capture_ts = capture_ts
+                self._first_mono = time.monotonic()
 
     def published_one(self, verdict: str, ts: float) -> None:
         with self._lock:
@@ -46,11 +47,9 @@ class Stats:
             self.fails += verdict == "fail"
             self.last_publish_ts = ts
             self._times.append(time.monotonic())
-            if self._first_mono is None:
-                self._first_mono = self._times[-1]
 
     def fps(self) -> float:
-        """Results per second over the last window_s (or since the first result, if that is sooner)."""
+        """Results per second over the last window_s (or since the first frame was accepted, if that is sooner)."""
         now = time.monotonic()
         with self._lock:
             while self._times and now - self._times[0] > self._window_s:
@@ -58,7 +57,7 @@ class Stats:
             if not self._times:
                 return 0.0
             span = min(self._window_s, now - self._first_mono) if self._first_mono is not None else self._window_s
-            return len(self._times) / max(span, 1e-3)
+            return len(self._times) / max(span, 0.5)
 
     def throughput(self) -> float | None:
         """Results per second from the first frame accepted to the last result published."""
