@@ -1,0 +1,327 @@
+"""build-engine: the mixed-precision conversion and its accuracy on real images (onnxruntime, CPU),
+the build orchestration (against tests/fake_gpu.py where there is no TensorRT), the CLI's
+argument validation, and the one-line message when TensorRT or a GPU is missing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+import fake_gpu
+from build_engine import fp16
+from build_engine.builder import BuildOptions, build
+from build_engine.cli import main
+from build_engine.plan import BatchRange, read_plan
+from build_engine.tiny import tiny_meta, tiny_model
+from inspector.errors import InspectorError, ModelError
+
+FLOAT, FLOAT16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
+HEAD_OPS = {"ReduceSum", "Sqrt", "Reciprocal", "ReduceMean", "ReduceMin", "ArgMin", "Sub"}
+
+
+def run(argv, capsys) -> tuple[int, str, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="session")
+def real(model_path, piped):
+    """The conftest's trained model, its FP16 conversion, and 32 real test images of its category."""
+    model = fp16.load_model(model_path)
+    meta = fp16.read_meta(model)
+    paths, images = fp16.load_samples(piped, meta, limit=32)
+    return model, fp16.convert_fp16(model), paths, images
+
+
+@pytest.fixture(scope="session")
+def real_accuracy(real):
+    model, conv, paths, images = real
+    acc = fp16.check_accuracy(model, conv.model, images, [p.name for p in paths])
+    print(f"\n[fp16] {acc.line()} {json.dumps(acc.seconds)}")
+    return acc
+
+
+@pytest.fixture()
+def tiny(tmp_path, piped):
+    path = tmp_path / "tiny.onnx"
+    path.write_bytes(tiny_model(seed=1, meta=tiny_meta(data=str(piped))).SerializeToString())
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# The mixed-precision graph
+
+
+def test_fp16_graph_keeps_io_metadata_and_fp32_scoring(real):
+    model, conv, _, _ = real
+    mixed = conv.model
+    assert fp16._io_signature(mixed) == fp16._io_signature(model)  # uint8 image in, float32 score/map out
+    assert fp16.read_meta(mixed) == fp16.read_meta(model)
+    types = fp16._types(mixed)
+    by_name = {n.name: n for n in mixed.graph.node}
+    convs = [n for n in mixed.graph.node if n.op_type == "Conv"]
+    assert convs and all(types[n.input[1]] == FLOAT16 and types[n.output[0]] == FLOAT16 for n in convs)
+    head_ops = {by_name[n].op_type for n in conv.head}
+    assert HEAD_OPS <= head_ops, head_ops  # L2 norm, cosine, 1 - cos, means, min, argmin
+    for name in conv.head + conv.input_stage:
+        node = by_name[name]
+        floats = [t for t in list(node.input) + list(node.output) if types.get(t) in (FLOAT, FLOAT16)]
+        assert all(types[t] == FLOAT for t in floats), (node.op_type, name, [(t, types[t]) for t in floats])
+    for node in mixed.graph.node:  # every reduction anywhere runs in FP32
+        if node.op_type.startswith("Reduce") or node.op_type in ("ArgMin", "ArgMax"):
+            assert types[node.input[0]] == FLOAT, node.name
+    prod = fp16._producers(mixed.graph)
+    for node in mixed.graph.node:  # no FP32 -> FP16 -> FP32 round trip is left anywhere
+        up = prod.get(node.input[0]) if node.input else None
+        if fp16._is_cast(node, FLOAT) and fp16._is_cast(up, FLOAT16):
+            assert types[up.input[0]] != FLOAT, node.name
+    for out in ("score", "anomaly_map"):  # outputs come straight from FP32 nodes, not via a cast from FP16
+        assert prod[out].op_type != "Cast", out
+    assert 0.7 < len(conv.fp16_nodes) / (len(conv.fp16_nodes) + len(conv.fp32_nodes)) < 0.95
+
+
+def test_fp16_conversion_adds_nothing_beyond_fp16_weights(real):
+    """onnxruntime's CPU provider computes the FP16 nodes in FP32 from FP16 weights: the mixed graph
+    must then equal the FP32 graph with those weights rounded to FP16, i.e. casts, head and I/O are right."""
+    model, conv, _, images = real
+    rounded = onnx.ModelProto()
+    rounded.CopyFrom(model)
+    mixed_inits = {t.name: t.data_type for t in conv.model.graph.initializer}
+    for t in rounded.graph.initializer:
+        if mixed_inits.get(t.name) == FLOAT16 or mixed_inits.get(f"{t.name}__fp16") == FLOAT16:
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16).astype(np.float32), t.name))
+    sub = images[::4]
+    want, _, _ = fp16.run_ort(rounded, sub)
+    got, _, _ = fp16.run_ort(conv.model, sub)
+    assert fp16.relative_deviation(want, got).max() < 3e-4
+
+
+def test_fp16_accuracy_on_real_images_is_measured(real_accuracy):
+    acc = real_accuracy
+    assert acc.n_images == 32
+    # A healthy mixed graph: FP16-level deviations, not a broken cast (which gives O(1)).
+    assert 0 < acc.max_rel < 5e-2 and 0 < acc.max_rel_emulated < 5e-2
+    assert acc.map_max_abs < 5e-2
+    assert acc.ok == (max(acc.max_rel, acc.max_rel_emulated) <= 1e-3)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "spec target not met: FP16 rounding of the frozen EfficientNet-Lite backbone's weights alone moves this "
+    "model's scores ~1e-2 relative (measured, docs/tensorrt.md); the FP32 head and I/O add < 3e-4"))
+def test_fp16_scores_within_1e_3_of_fp32_on_real_images(real_accuracy):
+    assert real_accuracy.max_rel <= 1e-3 and real_accuracy.max_rel_emulated <= 1e-3
+
+
+def test_accuracy_check_passes_a_model_that_tolerates_fp16(piped):
+    model = tiny_model(seed=1)
+    paths, images = fp16.load_samples(piped, fp16.read_meta(model), limit=16)
+    acc = fp16.check_accuracy(model, fp16.convert_fp16(model).model, images)
+    assert acc.ok and acc.max_rel < 1e-3 and acc.max_rel_emulated < 1e-3
+
+
+def test_accuracy_check_catches_a_deviating_graph(piped):
+    model = tiny_model(seed=1)
+    paths, images = fp16.load_samples(piped, fp16.read_meta(model), limit=8)
+    mixed = fp16.convert_fp16(model).model
+    w = next(t for t in mixed.graph.initializer if t.name == "w3")
+    a = numpy_helper.to_array(w).copy()
+    a[: len(a) // 2] *= np.float16(1.05)  # a few channels 5% off: the embedding's direction changes
+    w.CopyFrom(numpy_helper.from_array(a, "w3"))
+    assert not fp16.check_accuracy(model, mixed, images).ok
+
+
+def test_fp16_refuses_an_fp16_model():
+    mixed = fp16.convert_fp16(tiny_model()).model
+    with pytest.raises(ModelError, match="already holds FP16"):
+        fp16.convert_fp16(mixed)
+
+
+def test_emulation_rounds_every_fp16_tensor():
+    mixed = fp16.convert_fp16(tiny_model()).model
+    emu = fp16.emulate_fp16(mixed)
+    mixed_types, emu_types = fp16._types(mixed), fp16._types(emu)
+    assert not any(t.data_type == FLOAT16 for t in emu.graph.initializer)
+    prod = fp16._producers(emu.graph)
+    low = [o for n in mixed.graph.node for o in n.output if mixed_types.get(o) == FLOAT16]
+    assert low
+    for name in low:  # each FP16 tensor: computed in FP32, rounded to FP16, back to FP32 under its own name
+        up = prod[name]
+        assert fp16._is_cast(up, FLOAT) and emu_types[name] == FLOAT, name
+        down = prod[up.input[0]]
+        assert emu_types[up.input[0]] == FLOAT16 and (fp16._is_cast(down, FLOAT16)), name
+    assert all(t in (FLOAT, FLOAT16, onnx.TensorProto.UINT8, onnx.TensorProto.INT64, onnx.TensorProto.BOOL)
+               for t in emu_types.values())
+    assert {emu_types[o.name] for o in emu.graph.output} == {FLOAT}
+
+
+# ---------------------------------------------------------------------------------------------
+# The build, with TensorRT and CUDA faked (the real build is in test_real_build_* below)
+
+
+def test_build_fp16_writes_a_self_describing_plan(monkeypatch, tmp_path, tiny):
+    rt, trt = fake_gpu.install(monkeypatch)
+    cache = tmp_path / "timing.cache"
+    opts = BuildOptions(batch=BatchRange(1, 4, 16), workspace_mb=512, timing_cache=cache, max_samples=12)
+    result = build(tiny, None, opts, log=lambda m: None)
+    assert result.output == tmp_path / "tiny.plan"
+    plan = read_plan(result.output)
+    assert plan.header.tensorrt == "10.99.0.1" and plan.header.gpu_name == "Fake GPU"
+    assert plan.header.compute_capability == "9.0" and plan.header.precision == "fp16"
+    assert plan.header.batch == BatchRange(1, 4, 16) and plan.header.self_check["images"] == 12
+    assert plan.header.self_check["max_rel"] <= 1e-3
+    assert plan.meta.model_id == tiny_meta().model_id and plan.meta.threshold == tiny_meta().threshold
+    built = trt.built[0]
+    assert built["flags"] == 1 << 0  # STRONGLY_TYPED
+    engine_graph = onnx.load_from_string(built["onnx"])
+    assert any(t.data_type == FLOAT16 for t in engine_graph.graph.initializer)  # precision comes from the graph
+    cfg = built["config"]
+    assert cfg.flags_cleared == [trt.BuilderFlag.TF32] and cfg.pool[0] == 512 << 20
+    assert cfg.profiles[0].shapes["image"] == ((1, 224, 224, 3), (4, 224, 224, 3), (16, 224, 224, 3))
+    assert cache.read_bytes() == b"FAKECACHE+"
+    build(tiny, tmp_path / "again.plan", opts, log=lambda m: None)  # the cache is read back and extended
+    assert cache.read_bytes() == b"FAKECACHE++"
+
+
+def test_build_fp32_takes_the_graph_as_is(monkeypatch, tmp_path, tiny):
+    rt, trt = fake_gpu.install(monkeypatch)
+    result = build(tiny, tmp_path / "t.plan", BuildOptions(precision="fp32", max_samples=4, profiles=2), log=lambda m: None)
+    assert onnx.load_from_string(trt.built[0]["onnx"]) == onnx.load(str(tiny))
+    assert len(trt.built[0]["config"].profiles) == 2 and read_plan(result.output).header.profiles == 2
+
+
+def test_build_refuses_an_engine_that_fails_its_self_check(monkeypatch, tmp_path, tiny):
+    rt, trt = fake_gpu.install(monkeypatch)
+    trt.score_scale = 1.002  # the engine's scores 2e-3 off
+    with pytest.raises(ModelError, match="self-check failed.*no engine written"):
+        build(tiny, tmp_path / "t.plan", BuildOptions(precision="fp32", max_samples=4), log=lambda m: None)
+    assert not (tmp_path / "t.plan").exists()
+
+
+def test_build_refuses_fp16_of_the_real_model_early(monkeypatch, tmp_path, model_path, piped):
+    """With the measured ~1e-2 deviation, the FP16 build stops before TensorRT is even called."""
+    rt, trt = fake_gpu.install(monkeypatch)
+    with pytest.raises(ModelError, match="already deviates .* over the tolerance 1e-03; no engine written"):
+        build(model_path, tmp_path / "m.plan", BuildOptions(samples=piped, max_samples=8), log=lambda m: None)
+    assert not trt.built and not (tmp_path / "m.plan").exists()
+
+
+def test_raw_engine_extract_and_info(monkeypatch, tmp_path, tiny, capsys):
+    fake_gpu.install(monkeypatch)
+    code, out, err = run([str(tiny), "--raw", "--precision", "fp32", "--max-samples", "4"], capsys)
+    assert code == 0, err
+    raw = (tmp_path / "tiny.engine").read_bytes()
+    assert raw.startswith(b"FAKEENGINE") and "wrote" in out
+    code, out, err = run([str(tiny), "--precision", "fp32", "--max-samples", "4", "-o", str(tmp_path / "p.plan")], capsys)
+    assert code == 0, err
+    code, out, err = run(["extract", str(tmp_path / "p.plan"), "-o", str(tmp_path / "x.engine")], capsys)
+    assert code == 0, err
+    assert (tmp_path / "x.engine").read_bytes() == raw
+    code, out, err = run(["info", str(tmp_path / "p.plan")], capsys)
+    assert code == 0 and "TensorRT 10.99.0.1, Fake GPU (compute capability 9.0)" in out
+    code, out, err = run(["info", "--json", str(tmp_path / "p.plan")], capsys)
+    assert json.loads(out)["model"]["model_id"] == tiny_meta().model_id
+    code, out, err = run(["extract", str(tmp_path / "tiny.engine")], capsys)
+    assert code == 2 and "not an inspector plan" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--batch", "8:1:32"], "--batch '8:1:32': must satisfy 1 <= MIN <= OPT <= MAX"),
+    (["--batch", "1:8"], "--batch '1:8': not MIN:OPT:MAX"),
+    (["--batch", "0:1:1"], "--batch '0:1:1'"),
+    (["--precision", "int8"], "--precision: 'int8' is not one of fp16, fp32"),
+    (["--workspace", "0"], "--workspace: 0 MB"),
+    (["--tolerance", "0"], "--tolerance"),
+    (["--profiles", "0"], "--profiles"),
+    (["--samples", "/nonexistent/folder"], "--samples: /nonexistent/folder: no such folder"),
+])
+def test_bad_arguments_are_one_line_errors(tmp_path, tiny, capsys, args, words):
+    code, out, err = run([str(tiny), *args], capsys)
+    assert code == 2 and err.startswith("error: ") and words in err and err.count("\n") == 1, err
+
+
+def test_missing_model_file(tmp_path, capsys):
+    code, out, err = run([str(tmp_path / "nope.onnx")], capsys)
+    assert code == 2 and f"{tmp_path / 'nope.onnx'}: model file not found" in err
+
+
+def test_not_an_onnx_file(tmp_path, capsys):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\xff\x00garbage" * 10)
+    code, out, err = run([str(bad), "--samples", str(tmp_path)], capsys)
+    assert code == 2 and "not a readable ONNX file" in err
+
+
+def test_non_numeric_workspace_is_a_usage_error(tiny, capsys):
+    code, out, err = run([str(tiny), "--workspace", "lots"], capsys)
+    assert code == 2 and "workspace" in err
+
+
+def test_without_tensorrt_or_gpu_one_message_names_what_is_missing(tmp_path, tiny, capsys):
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("TensorRT is installed here")
+    code, out, err = run([str(tiny), "-o", str(tmp_path / "t.plan")], capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("error: cannot build a TensorRT engine on this machine: TensorRT is not installed")
+    assert "GPU" in err and not (tmp_path / "t.plan").exists()
+
+
+def test_no_gpu_but_tensorrt_names_the_gpu(monkeypatch, tmp_path, tiny):
+    fake_gpu.install(monkeypatch, fake_gpu.FakeCudart(devices=0))
+    with pytest.raises(InspectorError, match=r"^cannot build .*: no usable CUDA GPU \(cudaGetDeviceCount failed") as exc:
+        build(tiny, tmp_path / "t.plan", BuildOptions(max_samples=2), log=lambda m: None)
+    assert "TensorRT is not installed" not in str(exc.value)
+
+
+def test_samples_are_required_when_the_training_data_is_absent(monkeypatch, tmp_path, capsys):
+    fake_gpu.install(monkeypatch)
+    path = tmp_path / "m.onnx"
+    path.write_bytes(tiny_model(meta=tiny_meta(data="/not/here")).SerializeToString())
+    code, out, err = run([str(path)], capsys)
+    assert code == 2 and "--samples DIR is needed" in err
+
+
+def test_fp16_command_writes_the_graph_and_reports(tmp_path, tiny, capsys):
+    code, out, err = run(["fp16", str(tiny), "--max-samples", "8", "--json"], capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["ok"] and report["images"] == 8 and report["max_rel_emulated"] < 1e-3
+    mixed = onnx.load(str(tmp_path / "tiny.fp16.onnx"))
+    assert any(t.data_type == FLOAT16 for t in mixed.graph.initializer)
+
+
+# ---------------------------------------------------------------------------------------------
+# The real build (a GPU machine with TensorRT)
+
+
+def test_real_build_fp16_self_check_and_timing_cache(tmp_path, tiny):
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed (Python package 'tensorrt')")
+    from inspector.backends.tensorrt_backend import CudaError, gpu_info
+
+    try:
+        gpu_info()
+    except (CudaError, ModelError) as exc:
+        pytest.skip(f"no usable CUDA GPU: {exc}")
+    cache = tmp_path / "timing.cache"
+    opts = BuildOptions(batch=BatchRange(1, 8, 32), timing_cache=cache, max_samples=16)
+    result = build(tiny, tmp_path / "t.plan", opts, log=print)
+    assert result.self_check["max_rel"] <= 1e-3 and cache.stat().st_size > 0
+    size = cache.stat().st_size
+    build(tiny, tmp_path / "t2.plan", opts, log=print)
+    assert cache.stat().st_size >= size
