@@ -91,6 +91,12 @@ class FakeCudart(types.SimpleNamespace):
                                      totalGlobalMem=80 << 30)
         return Err.cudaSuccess, prop
 
+    def cudaRuntimeGetVersion(self):
+        return Err.cudaSuccess, 12080
+
+    def cudaDriverGetVersion(self):
+        return Err.cudaSuccess, 12080
+
     def cudaSetDevice(self, dev):
         return (Err.cudaSuccess,) if 0 <= dev < self.devices else (Err.cudaErrorInvalidValue,)
 
