@@ -98,6 +98,11 @@ from .agent.cli_run import run_command  # noqa: E402  (the agent, issue 3)
 
 app.command("run")(run_command)
 
+from .bench.cli import bench_command, quantize_command  # noqa: E402  (benchmarks and INT8, issue 5)
+
+app.command("bench")(bench_command)
+app.command("quantize")(quantize_command)
+
 
 def main() -> None:
     try:

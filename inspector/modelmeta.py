@@ -58,6 +58,7 @@ class ModelMeta:
     training: dict[str, Any] = field(default_factory=dict)
     software: dict[str, str] = field(default_factory=dict)
     created: str = ""
+    precision: str = "fp32"  # the graph's compute precision: fp32 | int8 (`inspector quantize`) | fp16
     schema: str = SCHEMA
 
     def to_json(self) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,13 +36,45 @@ def check_io(session: ort.InferenceSession, meta: ModelMeta, path: Path) -> None
         raise ModelError(f"{path}: missing outputs {sorted(missing)}")
 
 
-class OnnxRuntimeBackend(Backend):
-    def __init__(self, path: str | Path, threads: int = 0, device: str = "auto"):
-        self.path = Path(path)
+GRAPH_OPT = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+             "all": "ORT_ENABLE_ALL"}
+
+
+@dataclass(frozen=True)
+class OrtOptions:
+    """Session settings (docs/bench.md measures each one). The defaults are the measured best for
+    batch-1 latency on a small CPU; precision is not here: it is the model file's (metadata `precision`)."""
+
+    intra_op_threads: int = 0  # 0 = all cores
+    inter_op_threads: int = 0  # 0 = onnxruntime's default; only used with execution_mode "parallel"
+    allow_spinning: bool = True  # intra-op threads spin between ops ("session.intra_op.allow_spinning")
+    execution_mode: str = "sequential"  # | "parallel" (independent branches concurrently)
+    graph_optimization: str = "all"  # disable | basic | extended | all (all adds the NCHWc layout on x86)
+
+    def session_options(self) -> ort.SessionOptions:
+        if self.graph_optimization not in GRAPH_OPT:
+            raise ModelError(f"graph_optimization: {self.graph_optimization!r} is not one of {sorted(GRAPH_OPT)}")
+        if self.execution_mode not in ("sequential", "parallel"):
+            raise ModelError(f"execution_mode: {self.execution_mode!r} is not sequential or parallel")
         opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPT[self.graph_optimization])
+        opts.intra_op_num_threads = self.intra_op_threads or (os.cpu_count() or 1)
+        if self.inter_op_threads:
+            opts.inter_op_num_threads = self.inter_op_threads
+        opts.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if self.execution_mode == "parallel"
+                               else ort.ExecutionMode.ORT_SEQUENTIAL)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.allow_spinning else "0")
         opts.log_severity_level = 3
+        return opts
+
+
+class OnnxRuntimeBackend(Backend):
+    def __init__(self, path: str | Path, threads: int = 0, device: str = "auto", options: OrtOptions | None = None):
+        self.path = Path(path)
+        self.options = options or OrtOptions()
+        if threads:  # the agent's --threads
+            self.options = dataclasses.replace(self.options, intra_op_threads=threads)
+        opts = self.options.session_options()
         available = ort.get_available_providers()
         providers = ["CPUExecutionProvider"]
         if device in ("auto", "cuda") and "CUDAExecutionProvider" in available:
