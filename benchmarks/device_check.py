@@ -136,7 +136,7 @@ def tensorrt_checks(report: dict, args, trt, gpu) -> None:
     import numpy as np
 
     from build_engine import fp16
-    from build_engine.builder import BuildOptions, build_engine_bytes, self_check
+    from build_engine.builder import BuildOptions, build_engine_bytes, engine_graph, self_check
     from build_engine.plan import BatchRange, pack, write_atomic
     from build_engine.tiny import write_tiny
     from inspector.backends import open_backend
@@ -155,7 +155,7 @@ def tensorrt_checks(report: dict, args, trt, gpu) -> None:
         opts = BuildOptions(precision=precision, batch=batch, timing_cache=out / "timing.cache")
         try:
             t0 = time.perf_counter()
-            graph = fp16.convert_fp16(model).model if precision == "fp16" else model
+            graph, _ = engine_graph(model, precision)
             engine = build_engine_bytes(trt, graph.SerializeToString(), opts, (pre.crop_h, pre.crop_w, 3), log=lambda m: None)
             build_s = time.perf_counter() - t0
             check = self_check(engine, meta, model, images)

@@ -192,6 +192,16 @@ def self_check(engine: bytes, meta, reference_onnx: onnx.ModelProto, images: np.
             "map_max_abs": float(np.abs(got_map.astype(np.float64) - ref_map).max())}
 
 
+def engine_graph(model: onnx.ModelProto, precision: str, source: str = "model") -> tuple[onnx.ModelProto, str]:
+    """The graph TensorRT gets: uint8 cast at the input (TensorRT's UINT8 may only feed a Cast), then
+    for fp16 the mixed-precision conversion. (graph, conversion summary)"""
+    graph = fp16.cast_inputs_first(model)
+    if precision == "fp16":
+        conv = fp16.convert_fp16(graph, source=source)
+        return conv.model, conv.summary()
+    return graph, ""
+
+
 def default_output(model: Path, raw: bool) -> Path:
     return model.with_suffix(".engine" if raw else ".plan")
 
@@ -217,13 +227,12 @@ def build(model_path: str | Path, output: str | Path | None = None, opts: BuildO
     paths, images = fp16.load_samples(samples, meta, opts.max_samples)
     log(f"[build] TensorRT {trt.__version__} on {gpu.name} (compute capability {gpu.compute_capability})")
 
-    graph, conversion, notes = model, "", []
+    notes: list[str] = []
+    if opts.precision == "fp16" and getattr(meta, "precision", "fp32") not in ("fp32", ""):
+        raise InspectorError(f"{model_path}: the graph is already {meta.precision}; build it with --precision fp32 "
+                             "(a strongly typed build runs it in the precision its graph holds)")
+    graph, conversion = engine_graph(model, opts.precision, str(model_path))
     if opts.precision == "fp16":
-        if getattr(meta, "precision", "fp32") not in ("fp32", ""):
-            raise InspectorError(f"{model_path}: the graph is already {meta.precision}; build it with --precision fp32 "
-                                 "(a strongly typed build runs it in the precision its graph holds)")
-        conv = fp16.convert_fp16(model, source=str(model_path))
-        graph, conversion = conv.model, conv.summary()
         log(f"[build] {conversion}")
         # Cheap early refusal: onnxruntime's CPU run of the mixed graph is a lower bound of the GPU's deviation.
         ref, _, _ = fp16.run_ort(model, images)

@@ -324,6 +324,57 @@ def _toposort(graph: onnx.GraphProto) -> None:
     graph.node.extend(order)
 
 
+LAYOUT_OPS = frozenset({"Transpose", "Reshape", "Slice", "Squeeze", "Unsqueeze", "Flatten", "Identity"})
+
+
+def cast_inputs_first(model: onnx.ModelProto) -> onnx.ModelProto:
+    """TensorRT lets a UINT8 tensor feed only a Cast: where the graph moves the uint8 `image`
+    through layout ops (the exported model transposes NHWC -> NCHW before casting) and only then
+    casts it to float, cast it right at the input instead. Exact: layout ops on small integers
+    held as floats give the same numbers. Other graphs are returned unchanged (a copy)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    cons = _consumers(g)
+    changed = False
+    for inp in g.input:
+        if inp.type.tensor_type.elem_type != TensorProto.UINT8:
+            continue
+        users = cons.get(inp.name, [])
+        if not users or all(_is_cast(u, FLOAT) for u in users):
+            continue
+        casts, ok, stack, seen = [], True, list(users), set()
+        while stack and ok:  # every path must run through layout ops into a Cast to float
+            n = stack.pop()
+            if id(n) in seen:
+                continue
+            seen.add(id(n))
+            if _is_cast(n, FLOAT):
+                casts.append(n)
+            elif n.op_type in LAYOUT_OPS:
+                stack.extend(c for c in cons.get(n.output[0], []))
+                ok = len(n.output) == 1 and n.output[0] not in {o.name for o in g.output}
+            else:
+                ok = False
+        if not ok or not casts:
+            continue
+        as_float = f"{inp.name}__float"
+        for u in users:
+            for k, i in enumerate(u.input):
+                if i == inp.name:
+                    u.input[k] = as_float
+        g.node.insert(0, helper.make_node("Cast", [inp.name], [as_float], name=f"{inp.name}__to_float", to=FLOAT))
+        for c in casts:  # now FLOAT -> FLOAT: bypass them
+            _rewire(g, c.output[0], c.input[0])
+            g.node.remove(c)
+        changed = True
+    if changed:
+        del g.value_info[:]
+        _toposort(g)
+        onnx.checker.check_model(m, full_check=True)
+    return m
+
+
 # ---------------------------------------------------------------------------------------------
 # Conversion
 

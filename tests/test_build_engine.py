@@ -139,6 +139,24 @@ def test_accuracy_check_catches_a_deviating_graph(piped):
     assert not fp16.check_accuracy(model, mixed, images).ok
 
 
+def test_uint8_input_is_cast_before_any_other_op(real):
+    """TensorRT's UINT8 tensors may only feed a Cast; the export transposes the uint8 image first."""
+    model, _, _, images = real
+    assert fp16._consumers(model.graph)["image"][0].op_type == "Transpose"
+    ready = fp16.cast_inputs_first(model)
+    users = fp16._consumers(ready.graph)["image"]
+    assert [u.op_type for u in users] == ["Cast"]
+    assert fp16._io_signature(ready) == fp16._io_signature(model)
+    a, am, _ = fp16.run_ort(model, images[:4])
+    b, bm, _ = fp16.run_ort(ready, images[:4])
+    assert np.array_equal(a, b) and np.array_equal(am, bm)
+    from build_engine.builder import engine_graph
+
+    for precision in ("fp16", "fp32"):
+        graph, _ = engine_graph(model, precision)
+        assert [u.op_type for u in fp16._consumers(graph.graph)["image"]] == ["Cast"]
+
+
 def test_fp16_refuses_an_fp16_model():
     mixed = fp16.convert_fp16(tiny_model()).model
     with pytest.raises(ModelError, match="already holds FP16"):
@@ -194,7 +212,7 @@ def test_build_fp16_writes_a_self_describing_plan(monkeypatch, tmp_path, tiny):
 def test_build_fp32_takes_the_graph_as_is(monkeypatch, tmp_path, tiny):
     rt, trt = fake_gpu.install(monkeypatch)
     result = build(tiny, tmp_path / "t.plan", BuildOptions(precision="fp32", max_samples=4, profiles=2), log=lambda m: None)
-    assert onnx.load_from_string(trt.built[0]["onnx"]) == onnx.load(str(tiny))
+    assert onnx.load_from_string(trt.built[0]["onnx"]) == fp16.cast_inputs_first(onnx.load(str(tiny)))
     assert len(trt.built[0]["config"].profiles) == 2 and read_plan(result.output).header.profiles == 2
 
 
