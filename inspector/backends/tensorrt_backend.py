@@ -4,14 +4,17 @@
 - Memory, streams and events through cuda-python's runtime bindings (cuda.bindings.runtime). The
   runtime API works on the device's primary context, which every host thread shares: no context
   push/pop as with pycuda, so the agent may call from any thread.
-- One slot per in-flight batch (default 2, `streams`): a CUDA stream, pinned host buffers and device
-  buffers for the input and both outputs, and two events, all allocated once at load. No allocation
-  per frame or per batch.
-- Per slot: copy the frames into its pinned buffer, then on its stream H2D copy -> execute_async_v3
-  -> D2H copies -> event. With two slots the copies of one batch overlap the compute of the other.
-  Slots share an execution context unless the plan has several optimisation profiles (build-engine
-  --profiles); the compute of slots sharing a context is ordered by a CUDA event (the next slot's
-  stream waits on it), never by a host synchronisation.
+- One slot per in-flight batch (default 2, `streams`): a CUDA copy stream, pinned host buffers and
+  device buffers for the input and both outputs, and three events, all allocated once at load. No
+  allocation per frame or per batch.
+- Each execution context has its own compute stream: TensorRT forbids enqueueing one context on
+  two streams at once. There is one context, or one per optimisation profile when the plan has
+  several (build-engine --profiles); slot i uses context i mod contexts.
+- Per batch: frames into the slot's pinned buffer; on the copy stream the H2D copy and an event;
+  the compute stream waits for that event, runs execute_async_v3 and records an event; the copy
+  stream waits for it, runs the D2H copies and records "done". So the H2D copy of batch k+1 and the
+  D2H copy of batch k-1 overlap the compute of batch k, all ordered by CUDA events, with no host
+  synchronisation until collect().
 - submit(images) -> ticket and collect(ticket) -> (score, anomaly_map): results come back in ticket
   (frame) order. infer() is submit + collect, split into chunks of at most the plan's max batch.
 
@@ -149,14 +152,15 @@ class DeviceBuffer:
 class _Slot:
     index: int
     stream: Any
-    context: int  # index into the backend's execution contexts
+    context: int  # index into the backend's execution contexts (and compute streams)
     h_in: PinnedArray
     h_score: PinnedArray
     h_map: PinnedArray
     d_in: DeviceBuffer
     d_score: DeviceBuffer
     d_map: DeviceBuffer
-    computed: Any  # event after execute_async_v3 (orders the next slot on the same context)
+    uploaded: Any  # event after the H2D copy (the compute stream waits on it)
+    computed: Any  # event after execute_async_v3 (the copy stream waits on it)
     done: Any  # event after the D2H copies
     ticket: int | None = None
     n: int = 0  # valid frames in the batch (the rest is padding up to the profile's min)
@@ -204,7 +208,7 @@ class TensorRTBackend(Backend):
         self._lock = threading.RLock()
         self._slots: list[_Slot] = []
         self._contexts: list[Any] = []
-        self._context_last: list[Any] = []  # per context: the event of its latest compute
+        self._compute_streams: list[Any] = []  # one per execution context
         self._results: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._next_ticket, self._next_slot = 0, 0
         self._closed = False
@@ -254,8 +258,7 @@ class TensorRTBackend(Backend):
         for i in range(streams):
             stream = check(rt.cudaStreamCreateWithFlags(rt.cudaStreamNonBlocking), "cudaStreamCreateWithFlags")
             flags = rt.cudaEventDisableTiming
-            computed = check(rt.cudaEventCreateWithFlags(flags), "cudaEventCreateWithFlags")
-            done = check(rt.cudaEventCreateWithFlags(flags), "cudaEventCreateWithFlags")
+            uploaded, computed, done = (check(rt.cudaEventCreateWithFlags(flags), "cudaEventCreateWithFlags") for _ in range(3))
             bufs = []
             try:
                 h_in = PinnedArray(rt, (cap, pre.crop_h, pre.crop_w, 3), np.uint8)
@@ -270,21 +273,22 @@ class TensorRTBackend(Backend):
                 for b in bufs:
                     b.free()
                 raise
-            slot = _Slot(i, stream, i % n_ctx, h_in, h_score, h_map, d_in, d_score, d_map, computed, done, buffers=bufs)
+            slot = _Slot(i, stream, i % n_ctx, h_in, h_score, h_map, d_in, d_score, d_map, uploaded, computed, done,
+                         buffers=bufs)
             self._slots.append(slot)
         for slot in self._slots:  # padding frames (batches below the profile's min) read zeros
             slot.h_in.array[:] = 0
         for k in range(n_ctx):
+            stream = check(rt.cudaStreamCreateWithFlags(rt.cudaStreamNonBlocking), "cudaStreamCreateWithFlags")
+            self._compute_streams.append(stream)
             ctx = self.engine.create_execution_context()
             if ctx is None:
                 raise CudaError(f"{self.path}: TensorRT could not create an execution context (out of GPU memory?)")
+            self._contexts.append(ctx)
             if k:
-                stream = self._slots[k].stream
                 if not ctx.set_optimization_profile_async(k, int(stream)):
                     raise ModelError(f"{self.path}: cannot select optimisation profile {k}")
                 check(rt.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
-            self._contexts.append(ctx)
-            self._context_last.append(None)
 
     # -- the async API ----------------------------------------------------------------------------
 
@@ -372,19 +376,18 @@ class TensorRTBackend(Backend):
         frame = pre.crop_h * pre.crop_w * 3
         h2d, d2h = rt.cudaMemcpyKind.cudaMemcpyHostToDevice, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
         check(rt.cudaMemcpyAsync(slot.d_in.ptr, slot.h_in.ptr, nb * frame, h2d, slot.stream), "cudaMemcpyAsync H2D")
-        ctx = self._contexts[slot.context]
-        last = self._context_last[slot.context]
-        if last is not None and last is not slot.computed:
-            check(rt.cudaStreamWaitEvent(slot.stream, last, 0), "cudaStreamWaitEvent")
+        check(rt.cudaEventRecord(slot.uploaded, slot.stream), "cudaEventRecord")
+        ctx, compute = self._contexts[slot.context], self._compute_streams[slot.context]
+        check(rt.cudaStreamWaitEvent(compute, slot.uploaded, 0), "cudaStreamWaitEvent")
         if not ctx.set_input_shape(INPUT, (nb, pre.crop_h, pre.crop_w, 3)):
             raise ModelError(f"{self.path}: batch {nb} is outside the plan's profile {self.batch_min}..{self.profile_max}")
         for name, buf in ((INPUT, slot.d_in), (SCORE, slot.d_score), (MAP, slot.d_map)):
             if not ctx.set_tensor_address(name, buf.ptr):
                 raise ModelError(f"{self.path}: TensorRT refused the address of tensor {name!r}")
-        if not ctx.execute_async_v3(int(slot.stream)):
+        if not ctx.execute_async_v3(int(compute)):
             raise ModelError(f"{self.path}: TensorRT execute_async_v3 failed (see its log above)")
-        check(rt.cudaEventRecord(slot.computed, slot.stream), "cudaEventRecord")
-        self._context_last[slot.context] = slot.computed
+        check(rt.cudaEventRecord(slot.computed, compute), "cudaEventRecord")
+        check(rt.cudaStreamWaitEvent(slot.stream, slot.computed, 0), "cudaStreamWaitEvent")
         check(rt.cudaMemcpyAsync(slot.h_score.ptr, slot.d_score.ptr, nb * 4, d2h, slot.stream), "cudaMemcpyAsync D2H score")
         map_bytes = nb * self.meta.map_h * self.meta.map_w * 4
         check(rt.cudaMemcpyAsync(slot.h_map.ptr, slot.d_map.ptr, map_bytes, d2h, slot.stream), "cudaMemcpyAsync D2H map")
@@ -416,9 +419,12 @@ class TensorRTBackend(Backend):
                     buf.free()
                 except CudaError:
                     pass
-            for ev in (slot.computed, slot.done):
+            for ev in (slot.uploaded, slot.computed, slot.done):
                 rt.cudaEventDestroy(ev)
             rt.cudaStreamDestroy(slot.stream)
+        for stream in self._compute_streams:
+            rt.cudaStreamDestroy(stream)
+        self._compute_streams.clear()
         self._slots.clear()
         self._results.clear()
 
