@@ -186,6 +186,7 @@ class Agent:
     def summary(self) -> dict[str, Any]:
         s = self.stats
         tput = s.throughput()
+        cpu = s.cpu_ms_per_frame()
         return {
             "reason": (self.pipeline.end_reason if self.pipeline else "") or self._stop_reason,
             "failed": self.pipeline.failed if self.pipeline else "",
@@ -193,6 +194,7 @@ class Agent:
             "dropped": self.source.dropped if self.source else 0,
             "last_seq": self.publisher.last_seq if self.publisher else 0,
             "throughput_fps": round(tput, 3) if tput else None,
+            "cpu_ms_per_frame": round(cpu, 3) if cpu else None,
             "uptime_s": round(time.time() - self._started, 3),
         }
 

@@ -28,6 +28,8 @@ class Stats:
         self.fails = 0
         self.first_capture_ts: float | None = None
         self.last_publish_ts: float | None = None
+        self._cpu_first: float | None = None  # process CPU time (all threads) at the first frame ...
+        self._cpu_last: float | None = None  # ... and at the last result published
         self._window_s = window_s
         self._times: deque[float] = deque()
         self._first_mono: float | None = None
@@ -39,6 +41,7 @@ class Stats:
             if self.first_capture_ts is None:
                 self.first_capture_ts = capture_ts
                 self._first_mono = time.monotonic()
+                self._cpu_first = time.process_time()
 
     def published_one(self, verdict: str, ts: float) -> None:
         with self._lock:
@@ -46,6 +49,7 @@ class Stats:
             self.errors += verdict == "error"
             self.fails += verdict == "fail"
             self.last_publish_ts = ts
+            self._cpu_last = time.process_time()
             self._times.append(time.monotonic())
 
     def fps(self) -> float:
@@ -65,3 +69,10 @@ class Stats:
             if self.first_capture_ts is None or self.last_publish_ts is None or self.published == 0:
                 return None
             return self.published / max(self.last_publish_ts - self.first_capture_ts, 1e-9)
+
+    def cpu_ms_per_frame(self) -> float | None:
+        """CPU time of the whole process (every thread) per result, from the first frame to the last result."""
+        with self._lock:
+            if self._cpu_first is None or self._cpu_last is None or self.published == 0:
+                return None
+            return (self._cpu_last - self._cpu_first) * 1e3 / self.published
