@@ -127,3 +127,53 @@ def test_unopenable_video_file_is_a_clear_startup_error(agent_model, tmp_path):
         Agent(config(tmp_path, agent_model, video=str(bad))).open()
     with pytest.raises(InspectorError, match="nothere.avi: no such video file"):
         Agent(config(tmp_path, agent_model, video=str(tmp_path / "nothere.avi"))).open()
+
+
+class HttpServer:
+    """A real HTTP server (its own thread) serving a folder: a stand-in for an IP camera's stream URL."""
+
+    def __init__(self, folder, port: int):
+        import functools
+        import http.server
+        import threading
+
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+        handler.log_message = lambda *a, **k: None
+        http.server.ThreadingHTTPServer.allow_reuse_address = True
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_stream_url_is_read_live_and_reconnects(agent_model, frames, tmp_path):
+    from agentkit import free_port
+
+    write_video(tmp_path / "cam.avi", frames, fps=25)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/cam.avi"
+    cfg = config(tmp_path, agent_model, video=url, reconnect_min_s=0.1, reconnect_max_s=0.2, batch=2)
+    assert cfg.source_kind == "stream" and cfg.source_label == "stream"
+    server = HttpServer(tmp_path, port)
+    agent, col = open_agent(cfg)
+    try:
+        agent.start()
+        assert col.wait_for(lambda c: len(c.results) >= 4)
+        server.close()  # the camera's server goes away
+        assert col.wait_for(lambda c: any(e["event"] == "source_down" for e in c.of("/event")), timeout=10)
+        server = HttpServer(tmp_path, port)
+        assert col.wait_for(lambda c: any(e["event"] == "source_up" for e in c.of("/event")), timeout=10)
+        n = len(col.results)
+        assert col.wait_for(lambda c: len(c.results) >= n + 2)
+    finally:
+        agent.stop()
+        agent.wait(20)
+        summary = agent.close()
+        server.close()
+    col.close()
+    assert summary["dropped"] > 0  # served faster than scored: only the newest frame is kept
+    assert all(r["source"] == "stream" and r["verdict"] in ("pass", "fail") for r in col.results)
+    assert [r["seq"] for r in col.results] == list(range(1, len(col.results) + 1))
