@@ -4,7 +4,8 @@
   (files older than that are read at once), so a file still being written is not read half-done.
   Writers that can should still write to a hidden or non-image name (".part.png", "x.tmp") and
   rename: such names are never read, and a rename is atomic.
-- Each file name is scored once per run; rewriting a file that was already scored does not score it again.
+- Each file name is scored once per run; rewriting a file that was already scored does not score it
+  again. (A name that leaves the folder and comes back later is a new file, and is scored.)
 - An unreadable file (zero bytes, corrupt, vanished) becomes a frame with an error, never a crash.
 - Only the folder's own files are read (not sub-folders); image types: inspector.images.IMAGE_EXTS.
 """
@@ -61,6 +62,8 @@ class FolderSource(Source):
         if self.state == "down":
             log.info("folder_available", folder=str(self.folder))
         self.state = "up"
+        if self.watch:  # forget files that have gone (moved away downstream): memory stays bounded by the folder
+            self._seen.intersection_update(e.name for e in entries)
         for entry in entries:
             name = entry.name
             if name in self._seen or name.startswith(".") or Path(name).suffix.lower() not in IMAGE_EXTS:
