@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -234,6 +234,7 @@ def build(model_path: str | Path, output: str | Path | None = None, opts: BuildO
     graph, conversion = engine_graph(model, opts.precision, str(model_path))
     if opts.precision == "fp16":
         log(f"[build] {conversion}")
+        meta = fp16.read_meta(graph, str(model_path))  # its metadata says precision fp16
         # Cheap early refusal: onnxruntime's CPU run of the mixed graph is a lower bound of the GPU's deviation.
         ref, _, _ = fp16.run_ort(model, images)
         low, _, _ = fp16.run_ort(graph, images)
@@ -243,8 +244,6 @@ def build(model_path: str | Path, output: str | Path | None = None, opts: BuildO
             raise ModelError(f"{model_path}: the FP16 graph already deviates {cpu_rel:.2e} relative from FP32 on the CPU "
                              f"({len(images)} images from {samples}), over the tolerance {opts.tolerance:.0e}; no engine "
                              "written. Build with --precision fp32, or accept more with --tolerance")
-        if hasattr(meta, "precision"):
-            meta = replace(meta, precision="fp16")
     pre = meta.preprocess
     log(f"[build] building ({opts.precision}, batch {opts.batch}, {opts.profiles} profile(s)); this takes a while")
     engine = build_engine_bytes(trt, graph.SerializeToString(), opts, (pre.crop_h, pre.crop_w, 3), log)

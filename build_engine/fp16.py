@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -389,6 +389,9 @@ def convert_fp16(model: onnx.ModelProto, extra_fp32_nodes: Iterable[str] = (), s
     src = onnx.ModelProto()
     src.CopyFrom(model)
     g = src.graph
+    meta = read_meta(src, source)
+    if getattr(meta, "precision", "fp32") != "fp32":
+        raise ModelError(f"{source}: the graph is already {meta.precision}; the FP16 conversion takes the FP32 model")
     if any(v.type.tensor_type.elem_type == FLOAT16 for v in list(g.input) + list(g.output)) or any(
         t.data_type == FLOAT16 for t in g.initializer
     ):
@@ -408,6 +411,10 @@ def convert_fp16(model: onnx.ModelProto, extra_fp32_nodes: Iterable[str] = (), s
             op_block_list=sorted(ops), node_block_list=sorted(fp32),
         )
     _repair(out, model)
+    if hasattr(meta, "precision"):  # the metadata says what the graph computes in
+        for p in out.metadata_props:
+            if p.key == META_KEY:
+                p.value = replace(meta, precision="fp16").to_json()
     validate_mixed(out, model, source)
     return Conversion(out, [n for n in original if n in fp32], [n for n in original if n not in fp32],
                       sorted(head), sorted(inputs), time.perf_counter() - t0)
@@ -421,7 +428,11 @@ def validate_mixed(mixed: onnx.ModelProto, original: onnx.ModelProto, source: st
         raise ModelError(f"{source}: FP16 conversion produced an invalid graph ({str(exc).splitlines()[0][:200]})") from None
     if _io_signature(mixed) != _io_signature(original):
         raise ModelError(f"{source}: FP16 conversion changed the I/O signature: {_io_signature(mixed)} vs {_io_signature(original)}")
-    if {p.key: p.value for p in mixed.metadata_props} != {p.key: p.value for p in original.metadata_props}:
+    def meta_of(m):
+        meta = read_meta(m, source)
+        return replace(meta, precision="fp32") if hasattr(meta, "precision") else meta
+
+    if meta_of(mixed) != meta_of(original):
         raise ModelError(f"{source}: FP16 conversion lost the model metadata")
     types = _types(mixed)
     if not any(t == FLOAT16 for t in types.values()):

@@ -4,6 +4,7 @@ argument validation, and the one-line message when TensorRT or a GPU is missing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -65,7 +66,8 @@ def test_fp16_graph_keeps_io_metadata_and_fp32_scoring(real):
     model, conv, _, _ = real
     mixed = conv.model
     assert fp16._io_signature(mixed) == fp16._io_signature(model)  # uint8 image in, float32 score/map out
-    assert fp16.read_meta(mixed) == fp16.read_meta(model)
+    meta, mixed_meta = fp16.read_meta(model), fp16.read_meta(mixed)
+    assert mixed_meta.precision == "fp16" and dataclasses.replace(mixed_meta, precision="fp32") == meta
     types = fp16._types(mixed)
     by_name = {n.name: n for n in mixed.graph.node}
     convs = [n for n in mixed.graph.node if n.op_type == "Conv"]
@@ -157,10 +159,13 @@ def test_uint8_input_is_cast_before_any_other_op(real):
         assert [u.op_type for u in fp16._consumers(graph.graph)["image"]] == ["Cast"]
 
 
-def test_fp16_refuses_an_fp16_model():
+def test_fp16_refuses_an_fp16_or_int8_model():
     mixed = fp16.convert_fp16(tiny_model()).model
-    with pytest.raises(ModelError, match="already holds FP16"):
+    with pytest.raises(ModelError, match="already fp16"):
         fp16.convert_fp16(mixed)
+    int8 = tiny_model(meta=dataclasses.replace(tiny_meta(), precision="int8"))
+    with pytest.raises(ModelError, match="already int8"):
+        fp16.convert_fp16(int8)
 
 
 def test_emulation_rounds_every_fp16_tensor():
