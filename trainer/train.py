@@ -36,6 +36,7 @@ from .backbones import Backbone, create_backbone
 from .config import TrainConfig
 from .coreset import bank_size_for_budget, greedy_coreset
 from .memory import kmeans_centers
+from .probe_defects import probe_batch
 from .model import CSEHead, Decoder, Embedder, InferenceModel, bgr_u8_to_rgb01, contrastive_loss, decoder_loss, patch_features
 
 FEATURE_BATCH = 16
@@ -228,13 +229,13 @@ def train(data: str | Path, cfg: TrainConfig, log=print) -> TrainResult:
         info["patch"]["head_seconds"] = round(time.time() - t0, 1)
     selection = None
     if cfg.scoring == "auto":
-        srng = np.random.default_rng(cfg.seed + 2)
-        defect_feats = backbone_features(backbone, defect_batch(synth, crops[va], srng), dev)
+        # Probe defects of families CSE never trained on: its own generator's would favour it.
+        defect_feats = backbone_features(backbone, probe_batch(crops[va], np.random.default_rng(cfg.seed + 2)), dev)
         figures = {name: synthetic_auroc(h, val_feats, defect_feats) for name, h in heads.items()}
         chosen = max(figures, key=lambda n: (figures[n], n == "cse"))  # a tie goes to the faster cse
-        selection = {"method": "held-out goods vs synthesized defects on them, image AUROC",
+        selection = {"method": "held-out goods vs probe defects on them (scratch, spot, cut-paste), image AUROC",
                      "synthetic_auroc": figures, "chosen": chosen}
-        log(f"[train] auto: synthetic-defect AUROC " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()) + f" -> {chosen}")
+        log("[train] auto: probe-defect AUROC " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()) + f" -> {chosen}")
     order = [selection["chosen"]] + [n for n in heads if n != selection["chosen"]] if selection else list(heads)
     t_train = time.time() - t_start
 
