@@ -40,9 +40,12 @@ def free_port() -> int:
 
 
 def config(tmp_path: Path, model: Path, **kw) -> RunConfig:
-    """A RunConfig on loopback with random ports, a log in tmp_path, quick heartbeats and no linger."""
-    base = dict(model=str(model), publish="tcp://127.0.0.1:*", recovery="tcp://127.0.0.1:*",
+    """A RunConfig on loopback with random ports, a log in tmp_path, quick heartbeats and no linger.
+    `model` is an .onnx (model:) or a .plan (engine:)."""
+    key = "engine" if Path(model).suffix == ".plan" else "model"
+    base = dict(publish="tcp://127.0.0.1:*", recovery="tcp://127.0.0.1:*",
                 log_db=str(tmp_path / "results.db"), heartbeat_s=0.2, linger_s=0.0, station="t")
+    base[key] = str(model)
     base.update(kw)
     cfg = RunConfig(**base)
     cfg.validate("test")

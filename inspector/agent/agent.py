@@ -38,7 +38,9 @@ def open_model(cfg: RunConfig) -> Backend:
     path = cfg.model_file
     backend = "tensorrt" if cfg.engine is not None and cfg.backend == "auto" else cfg.backend
     try:
-        return open_backend(path, backend, threads=cfg.threads) if backend != "tensorrt" else open_backend(path, backend)
+        if backend == "tensorrt":
+            return open_backend(path, backend, streams=cfg.in_flight)  # one device slot per in-flight batch
+        return open_backend(path, backend, threads=cfg.threads)
     except ImportError as exc:
         missing = exc.name or str(exc)
         if missing.endswith("tensorrt_backend"):
@@ -74,8 +76,12 @@ class Agent:
             self._make_source()
             self.backend = open_model(cfg)
             meta = self.backend.meta
-            if cfg.infer_threads > 1 and not getattr(self.backend, "thread_safe", self.backend.name.startswith("onnxruntime")):
+            if cfg.infer_threads > 1 and getattr(self.backend, "thread_safe", True) is False:
                 raise ConfigError(f"infer_threads: {self.backend.name} does not support concurrent inference; use 1")
+            max_batch = getattr(self.backend, "max_batch", None)
+            if max_batch is not None and cfg.batch > max_batch:
+                log.warning("batch_above_engine_max", batch=cfg.batch, engine_max_batch=max_batch,
+                            detail="larger batches are split into several inference calls")
             self.threshold = cfg.threshold if cfg.threshold is not None else float(meta.threshold.value)
             self.tiler = Tiler(meta.preprocess, (meta.map_h, meta.map_w), cfg.roi, cfg.tile, cfg.tile_stride)
             if cfg.warmup:

@@ -52,7 +52,7 @@ class RunConfig:
     # --- pipeline
     batch: int = 4  # micro-batch size (model inputs per inference call) when frames queue up
     in_flight: int = 2  # batches handed to inference and not yet published
-    infer_threads: int = 1  # concurrent backend.infer calls (only for thread-safe backends, e.g. onnxruntime)
+    infer_threads: int = 1  # concurrent backend.infer calls; backends with submit/collect (TensorRT) use one thread
     queue_size: int = 16  # frames read and waiting for preprocessing
     max_frames: int | None = None  # stop after this many frames (then drain and exit 0)
     duration: float | None = None  # stop after this many seconds (then drain and exit 0)

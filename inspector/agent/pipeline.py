@@ -12,6 +12,10 @@
   queued, up to `batch` model inputs; it never waits to fill a batch.
 - Order: batches are numbered; the decider releases them in number order, so results keep frame
   order even with several inference threads.
+- Backends with an asynchronous API (submit(images) -> ticket, collect(ticket), optionally
+  ready(ticket): the TensorRT backend) are kept fed by one inference thread with up to in_flight
+  batches submitted at once, so host-device copies and compute of consecutive batches overlap;
+  other backends get infer() from infer_threads threads. The pipeline is the same either way.
 - Nothing accepted is lost: a frame that cannot be read, tiled or scored becomes an `error`
   result. Stopping closes the source; everything already accepted still flows to the publisher.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,6 +69,9 @@ class Batch:
     done_ts: float = 0.0
 
 
+POLL_S = 0.002  # async backends: how long to wait for a next batch to submit before waiting on the oldest
+
+
 def one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
@@ -96,7 +104,11 @@ class Pipeline:
         self.end_reason = ""
         self.failed = ""  # the name of a stage thread that died of a bug (the run then exits non-zero)
         self._stop = threading.Event()
+        self._dead = threading.Event()  # a stage died of a bug: the others unwind instead of waiting for it
         self._count_lock = threading.Lock()
+        self.async_infer = callable(getattr(backend, "submit", None)) and callable(getattr(backend, "collect", None))
+        if self.async_infer:
+            infer_threads = 1  # one thread keeps up to in_flight batches submitted
         self._infer_alive = infer_threads
         self._threads = [threading.Thread(target=self._guard, args=(self._read_loop, self.frames), name="reader", daemon=True),
                          threading.Thread(target=self._guard, args=(self._batch_loop, self.batches), name="batcher", daemon=True)]
@@ -137,6 +149,7 @@ class Pipeline:
             log.error("pipeline_thread_failed", thread=name, error=one_line(exc), exc_info=True)
             self.failed = self.failed or name
             self.request_stop(f"{name} failed: {one_line(exc)}")
+            self._dead.set()
         finally:
             if out is not None:
                 out.close()
@@ -166,7 +179,11 @@ class Pipeline:
                 if frame is None:
                     continue
                 self.stats.accepted(frame.capture_ts)
-                self.frames.put(Job(frame, time.perf_counter()))  # waits for room: accepted frames are never dropped
+                job = Job(frame, time.perf_counter())
+                while not self.frames.put(job, timeout=0.2):  # waits for room: accepted frames are never dropped
+                    if self._dead.is_set():
+                        log.error("frame_lost", frame_id=frame.frame_id, reason="the pipeline failed")
+                        return
         finally:
             try:
                 self.source.close()
@@ -194,7 +211,10 @@ class Pipeline:
         no = 0
         carry: Job | None = None
         while True:
-            self.slots.acquire()
+            while not self.slots.acquire(timeout=0.2):
+                if self._dead.is_set():
+                    log.error("frames_lost", frames=len(self.frames), reason="the pipeline failed")
+                    return
             jobs: list[Job] = []
             if carry is not None:
                 jobs.append(carry)
@@ -226,27 +246,88 @@ class Pipeline:
     # ------------------------------------------------------------------ inference
     def _infer_loop(self) -> None:
         try:
+            if self.async_infer:
+                self._infer_async()
+                return
             while True:
                 try:
                     b = self.batches.get()
                 except Closed:
                     break
-                if b.x is not None:
-                    t0 = time.perf_counter()
-                    try:
-                        b.scores, b.maps = self.backend.infer(b.x)
-                    except Exception as exc:  # an error result for each frame of the batch; carry on
-                        b.error = f"inference failed ({one_line(exc)})"
-                        log.error("inference_failed", batch=b.no, frames=len(b.jobs), error=b.error)
-                    b.infer_ms = (time.perf_counter() - t0) * 1e3
-                b.done_ts = time.time()
-                self.decided.put(b)
+                self._infer_sync(b)
         finally:
             with self._count_lock:
                 self._infer_alive -= 1
                 last = self._infer_alive == 0
             if last:
                 self.decided.close()
+
+    def _infer_sync(self, b: Batch) -> None:
+        if b.x is not None:
+            t0 = time.perf_counter()
+            try:
+                b.scores, b.maps = self.backend.infer(b.x)
+                self._check_outputs(b)
+            except Exception as exc:  # an error result for each frame of the batch; carry on
+                self._failed_batch(b, exc)
+            b.infer_ms = (time.perf_counter() - t0) * 1e3
+        b.done_ts = time.time()
+        self.decided.put(b)
+
+    def _check_outputs(self, b: Batch) -> None:
+        n = len(b.x)
+        if b.error is None and (len(b.scores) != n or len(b.maps) != n):
+            b.error = f"inference failed (the backend returned {len(b.scores)} scores and {len(b.maps)} maps for {n} inputs)"
+            log.error("inference_failed", batch=b.no, frames=len(b.jobs), error=b.error)
+
+    def _failed_batch(self, b: Batch, exc: Exception) -> None:
+        b.error = f"inference failed ({one_line(exc)})"
+        log.error("inference_failed", batch=b.no, frames=len(b.jobs), error=b.error)
+
+    def _infer_async(self) -> None:
+        """submit() each batch as it comes, collect() them oldest first: up to in_flight on the device at once."""
+        be = self.backend
+        has_ready = callable(getattr(be, "ready", None))
+        max_batch = getattr(be, "max_batch", None)
+        pending: deque[tuple[Batch, int, float]] = deque()
+        closed = False
+
+        def collect() -> None:
+            b, ticket, t0 = pending.popleft()
+            try:
+                b.scores, b.maps = be.collect(ticket)
+                self._check_outputs(b)
+            except Exception as exc:
+                self._failed_batch(b, exc)
+            b.infer_ms = (time.perf_counter() - t0) * 1e3
+            b.done_ts = time.time()
+            self.decided.put(b)
+
+        while True:
+            if pending and (closed or len(pending) >= self.in_flight or (has_ready and be.ready(pending[0][1]))):
+                collect()
+                continue
+            if closed:
+                break
+            try:
+                b = self.batches.get(timeout=None if not pending else (POLL_S if has_ready else 0.0))
+            except TimeoutError:
+                collect()  # nothing new to submit for now: wait for the oldest
+                continue
+            except Closed:
+                closed = True
+                continue
+            if b.x is None or (max_batch is not None and len(b.x) > max_batch):
+                self._infer_sync(b)  # nothing to score, or more tiles than one submit takes (infer() splits)
+                continue
+            t0 = time.perf_counter()
+            try:
+                pending.append((b, be.submit(b.x), t0))
+            except Exception as exc:
+                self._failed_batch(b, exc)
+                b.infer_ms = (time.perf_counter() - t0) * 1e3
+                b.done_ts = time.time()
+                self.decided.put(b)
 
     # ------------------------------------------------------------------ decision (in order)
     def _decide_loop(self) -> None:
