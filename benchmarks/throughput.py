@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from inspector.backends import open_backend  # noqa: E402
+from inspector.backends.onnxruntime_backend import OrtOptions  # noqa: E402
 from inspector.dataset import list_images  # noqa: E402
 from inspector.images import read_image  # noqa: E402
 from inspector.preprocess import prepare  # noqa: E402
@@ -49,8 +50,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def backend_throughput(model: Path, files: list[Path], batch: int, repeats: int, threads: int) -> dict:
-    with open_backend(model, threads=threads) as be:
+def backend_throughput(model: Path, files: list[Path], batch: int, repeats: int, threads: int, spinning: bool) -> dict:
+    # The same onnxruntime session settings as the agent's (RunConfig threads, ort_spinning).
+    with open_backend(model, threads=threads, options=OrtOptions(allow_spinning=spinning)) as be:
         crops = np.stack([prepare(read_image(f), be.meta.preprocess) for f in files])
         be.infer(crops[:batch])  # warm-up, as the agent does
         times = []
@@ -68,7 +70,8 @@ def backend_throughput(model: Path, files: list[Path], batch: int, repeats: int,
             "cpu_ms_per_image": round(cpu_ms, 3)}
 
 
-def agent_throughput(model: Path, folder: Path, files: list[Path], batch: int, threads: int, work: Path) -> dict:
+def agent_throughput(model: Path, folder: Path, files: list[Path], batch: int, threads: int, spinning: bool,
+                     work: Path) -> dict:
     port, rport = free_port(), free_port()
     out = work / "results.jsonl"
     sub = subprocess.Popen([sys.executable, str(REPO / "deploy" / "subscriber.py"), "--connect", f"tcp://127.0.0.1:{port}",
@@ -81,6 +84,9 @@ def agent_throughput(model: Path, folder: Path, files: list[Path], batch: int, t
            "--log-db", str(work / "results.db"), "--linger", "5"]
     if threads:
         cmd += ["--threads", str(threads)]
+    if spinning:
+        (work / "spin.yaml").write_text("ort_spinning: true\n")
+        cmd += ["--config", str(work / "spin.yaml")]
     agent = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     if agent.returncode != 0:
         sub.kill()
@@ -114,6 +120,8 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=5,
                    help="backend-then-agent rounds; the median ratio is reported (a shared machine's load varies)")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime threads for both (0 = all cores)")
+    p.add_argument("--spinning", action="store_true",
+                   help="onnxruntime threads spin between ops, in both measurements (the agent's ort_spinning; default off)")
     p.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "throughput.json")
     args = p.parse_args()
     files = list_images(args.folder)
@@ -122,10 +130,10 @@ def main() -> int:
     print(f"{len(files)} images in {args.folder}, model {args.model}, batch {args.batch}, {args.rounds} rounds", flush=True)
     rounds = []
     for k in range(args.rounds):
-        before = backend_throughput(args.model, files, args.batch, args.repeats, args.threads)
+        before = backend_throughput(args.model, files, args.batch, args.repeats, args.threads, args.spinning)
         with tempfile.TemporaryDirectory() as tmp:
-            ag = agent_throughput(args.model, args.folder, files, args.batch, args.threads, Path(tmp))
-        after = backend_throughput(args.model, files, args.batch, args.repeats, args.threads)
+            ag = agent_throughput(args.model, args.folder, files, args.batch, args.threads, args.spinning, Path(tmp))
+        after = backend_throughput(args.model, files, args.batch, args.repeats, args.threads, args.spinning)
         be = dict(before, fps=round((before["fps"] + after["fps"]) / 2, 3), fps_each=before["fps_each"] + after["fps_each"],
                   cpu_ms_per_image=round((before["cpu_ms_per_image"] + after["cpu_ms_per_image"]) / 2, 3))
         ratio = ag["fps"] / be["fps"]
@@ -146,7 +154,8 @@ def main() -> int:
     print(f"CPU cost: backend CPU time per image / agent CPU time per frame (all threads) = {cpu_ratio:.3f} "
           f"(rounds {cpu_ratios}): the throughput ratio when the CPU is the limit, less sensitive to other processes")
     report = {"command": " ".join([Path(sys.executable).name] + sys.argv), "folder": str(args.folder),
-              "model": str(args.model), "batch": args.batch, "images": len(files), "rounds": rounds,
+              "model": str(args.model), "batch": args.batch, "ort_spinning": args.spinning, "images": len(files),
+              "rounds": rounds,
               "ratio_median": ratio, "cpu_ratio_median": cpu_ratio, "backend_fps_median": be_fps, "agent_fps_median": ag_fps,
               "cpus": os.cpu_count(), "machine": platform.platform(),
               "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

@@ -99,7 +99,7 @@ def test_cli_errors_are_one_line(tmp_path, agent_model):
     plan = tmp_path / "carpet.plan"
     plan.write_bytes(b"not a real engine")
     msg = one_line_error(cli("--engine", str(plan), "--camera", "0"))
-    assert "carpet.plan" in msg and "TensorRT" in msg
+    assert "carpet.plan" in msg  # (whatever the backend finds wrong with it, one line naming the file)
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"\x08\x01garbage")
     assert "garbage.onnx: not a loadable ONNX model" in one_line_error(cli("--folder", str(tmp_path), "--model", str(garbage)))

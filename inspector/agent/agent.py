@@ -40,7 +40,10 @@ def open_model(cfg: RunConfig) -> Backend:
     try:
         if backend == "tensorrt":
             return open_backend(path, backend, streams=cfg.in_flight)  # one device slot per in-flight batch
-        return open_backend(path, backend, threads=cfg.threads)
+        from ..backends.onnxruntime_backend import OrtOptions
+
+        # Spinning threads would take the CPU the reader, batcher and publisher need (measured: docs/agent.md).
+        return open_backend(path, backend, threads=cfg.threads, options=OrtOptions(allow_spinning=cfg.ort_spinning))
     except ImportError as exc:
         missing = exc.name or str(exc)
         if missing.endswith("tensorrt_backend"):

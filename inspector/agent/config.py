@@ -48,6 +48,7 @@ class RunConfig:
     model: str | None = None
     backend: str = "auto"  # auto | onnxruntime | tensorrt
     threads: int = 0  # onnxruntime intra-op threads; 0 = all cores
+    ort_spinning: bool = False  # onnxruntime threads spin between ops; off leaves the CPU to the pipeline's threads
     threshold: float | None = None  # override the model's calibrated threshold
     # --- pipeline
     batch: int = 4  # micro-batch size (model inputs per inference call) when frames queue up
