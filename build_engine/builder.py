@@ -180,12 +180,14 @@ def _input_name(network) -> str:
     return "image"
 
 
-def self_check(engine: bytes, meta, reference_onnx: onnx.ModelProto, images: np.ndarray, device: int = 0) -> dict[str, Any]:
+def self_check(engine: bytes, meta, reference_onnx: onnx.ModelProto, images: np.ndarray, device: int = 0,
+               batch: BatchRange | None = None) -> dict[str, Any]:
     """The engine's scores on real images vs onnxruntime FP32 on the CPU, through the agent's backend."""
     from inspector.backends.tensorrt_backend import TensorRTBackend
 
     ref, ref_map, _ = fp16.run_ort(reference_onnx, images)
-    with TensorRTBackend.from_engine(engine, meta, "self-check", device=device) as be:
+    cap = None if batch is None else max(batch.min, min(batch.max, len(images)))  # no 4096-frame buffers for 32 images
+    with TensorRTBackend.from_engine(engine, meta, "self-check", device=device, max_batch=cap) as be:
         got, got_map = be.infer(images)
     rel = fp16.relative_deviation(ref, got)
     return {"images": int(len(images)), "max_rel": float(rel.max()), "mean_rel": float(rel.mean()),
@@ -247,7 +249,7 @@ def build(model_path: str | Path, output: str | Path | None = None, opts: BuildO
     pre = meta.preprocess
     log(f"[build] building ({opts.precision}, batch {opts.batch}, {opts.profiles} profile(s)); this takes a while")
     engine = build_engine_bytes(trt, graph.SerializeToString(), opts, (pre.crop_h, pre.crop_w, 3), log)
-    check = self_check(engine, meta, model, images, opts.device)
+    check = self_check(engine, meta, model, images, opts.device, opts.batch)
     check.update({"tolerance": opts.tolerance, "samples": str(samples), "reference": "onnxruntime CPU FP32"})
     log(f"[build] self-check on {check['images']} images: max relative score deviation {check['max_rel']:.2e} "
         f"(anomaly map max abs {check['map_max_abs']:.2e})")
