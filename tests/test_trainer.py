@@ -80,7 +80,7 @@ def test_batchnorm_keeps_learning_after_validation(trained):
     steps = -(-result.meta.training["train_images"] // result.meta.training["batch_size"])
     best = result.meta.training["best_epoch"]
     assert best >= 2, "the fixture's best epoch should be a later one for this check to bite"
-    for bn in (m for m in result.model.embedder.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+    for bn in (m for m in result.model.head.embedder.modules() if isinstance(m, torch.nn.BatchNorm2d)):
         # two train-mode passes per step (both images of each pair); frozen BN would stop at 2 * steps
         assert int(bn.num_batches_tracked) == 2 * best * steps
 
