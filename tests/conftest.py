@@ -47,3 +47,20 @@ def trained(piped, tmp_path_factory):
 @pytest.fixture(scope="session")
 def model_path(trained) -> Path:
     return trained[1]
+
+
+@pytest.fixture(scope="session")
+def tensorrt_gpu():
+    """Real TensorRT and a real CUDA GPU, or a skip naming what is missing. (tensorrt, cuda runtime, GpuInfo)."""
+    trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (Python package 'tensorrt')")
+    try:
+        from cuda.bindings import runtime
+    except ImportError as exc:
+        pytest.skip(f"no CUDA GPU: cuda-python is not installed (module cuda.bindings.runtime: {exc})")
+    from inspector.backends.tensorrt_backend import CudaError, gpu_info
+
+    try:
+        gpu = gpu_info()
+    except CudaError as exc:
+        pytest.skip(f"no CUDA GPU: {exc}")
+    return trt, runtime, gpu

@@ -1,9 +1,9 @@
 """`--engine x.plan`: the TensorRT backend slots into the same pipeline (submit/collect, in-flight slots).
 
-There is no GPU here, so the backend runs on tests/fake_gpu.py, the TensorRT backend's own CPU
-stand-in for cuda-python and TensorRT (its engine runs the ONNX graph with onnxruntime). That
-proves the agent's plumbing with the real backend class: routing through open_backend, the
-asynchronous submit/collect path, frame order, scores; it proves nothing about the GPU itself.
+A real FP32 engine of the tiny synthetic model, built by build-engine on this machine's GPU, run by
+the agent: routing through open_backend, the asynchronous submit/collect path, frame order, scores
+against onnxruntime. It needs TensorRT and a CUDA GPU (the `tensorrt_gpu` fixture); elsewhere it
+skips with a reason naming what is missing.
 """
 
 from __future__ import annotations
@@ -16,19 +16,18 @@ from inspector.backends import open_backend
 from inspector.images import read_image
 from inspector.preprocess import prepare
 
-fake_gpu = pytest.importorskip("fake_gpu")
 plan_mod = pytest.importorskip("build_engine.plan")
 tiny = pytest.importorskip("build_engine.tiny")
 
 
 @pytest.fixture()
-def engine(monkeypatch, tmp_path):
+def engine(tensorrt_gpu, piped, tmp_path):
+    from build_engine.builder import BuildOptions, build
+
     onnx_path = tmp_path / "tiny.onnx"
     onnx_path.write_bytes(tiny.tiny_model(seed=3).SerializeToString())
-    fake_gpu.install(monkeypatch, batch=(1, 4, 4))
-    plan = plan_mod.write_atomic(tmp_path / "tiny.plan", plan_mod.pack(
-        tiny.tiny_meta(), b"FAKEENGINE" + onnx_path.read_bytes(), tensorrt="10.99.0.1", gpu_name="Fake GPU",
-        compute_capability="9.0", precision="fp32", batch=plan_mod.BatchRange(1, 4, 4)))
+    opts = BuildOptions(precision="fp32", batch=plan_mod.BatchRange(1, 4, 4), samples=piped, max_samples=8)
+    plan = build(onnx_path, tmp_path / "tiny.plan", opts, log=lambda m: None).output
     return plan, onnx_path
 
 
@@ -46,5 +45,6 @@ def test_engine_runs_through_the_same_pipeline(engine, piped, tmp_path):
     assert [r["seq"] for r in res] == list(range(1, 13)) and res[-1]["verdict"] == "error"
     with open_backend(onnx_path) as be:
         ref, _ = be.infer(np.stack([prepare(read_image(f), be.meta.preprocess) for f in files]))
-    np.testing.assert_allclose([r["score"] for r in res[:-1]], ref, rtol=1e-5, atol=1e-6)
+    # a real FP32 engine vs onnxruntime FP32 on the CPU: other kernels, other rounding
+    np.testing.assert_allclose([r["score"] for r in res[:-1]], ref, rtol=1e-3, atol=1e-6)
     assert summary["published"] == 12 and summary["errors"] == 1
