@@ -49,13 +49,18 @@ SESSION_VARIANTS = {
     "fp32, 1 thread": dataclasses.replace(BASE, intra_op_threads=1),
     "fp32, parallel, 2 inter": dataclasses.replace(BASE, execution_mode="parallel", inter_op_threads=2),
 }
-QUANT_VARIANTS = {
-    "int8 qdq conv, head fp32": QuantConfig(),
-    "int8 qdq conv, head fp32, reduce-range": QuantConfig(reduce_range=True),
-    "int8 qdq conv+mul+add+sigmoid, head fp32": QuantConfig(ops=("Conv", "Mul", "Add", "Sigmoid", "ReduceMean")),
-    "int8 qoperator conv, head fp32": QuantConfig(fmt="qoperator"),
-    "int8 qdq conv, all int8": QuantConfig(keep_fp32=()),
-}
+def quant_variants(backbone: str) -> dict[str, QuantConfig]:
+    # The activation after each conv: ReLU6 (Clip) in the lite models, SiLU (Sigmoid, Mul) in b3.
+    act = ("Clip", "Relu") if "lite" in backbone else ("Sigmoid", "Mul")
+    return {
+        "int8 qdq conv, head fp32": QuantConfig(ops=("Conv",)),
+        "int8 qdq conv, head fp32, reduce-range": QuantConfig(ops=("Conv",), reduce_range=True),
+        f"int8 qdq conv+{'+'.join(a.lower() for a in act)}, head fp32, reduce-range":
+            QuantConfig(ops=("Conv",) + act, reduce_range=True),
+        f"int8 qdq conv+{'+'.join(a.lower() for a in act)}+add, head fp32, reduce-range":
+            QuantConfig(ops=("Conv", "Add") + act, reduce_range=True),
+        "int8 qoperator conv, head fp32, reduce-range": QuantConfig(ops=("Conv",), fmt="qoperator", reduce_range=True),
+    }
 
 
 def fp16_model(src: Path, dst: Path) -> None:
@@ -85,11 +90,15 @@ def main() -> None:
     ap.add_argument("--only", default="", help="variant names to run, separated by |")
     ap.add_argument("--work", type=Path, default=Path("runs/levers"), help="where the variant model files go")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--prepare-only", action="store_true", help="write the variant model files and stop")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     only = {s for s in args.only.split("|") if s}
     variants: dict[str, tuple[Path, OrtOptions]] = {n: (args.model, o) for n, o in SESSION_VARIANTS.items()}
-    for name, qc in QUANT_VARIANTS.items():
+    from inspector.backends.onnxruntime_backend import read_onnx_meta
+
+    backbone = read_onnx_meta(ort.InferenceSession(str(args.model), providers=["CPUExecutionProvider"]), args.model).backbone
+    for name, qc in quant_variants(backbone).items():
         if only and name not in only:
             continue
         dst = args.work / f"{args.model.stem}.{''.join(c if c.isalnum() else '_' for c in name)}.onnx"
@@ -108,6 +117,9 @@ def main() -> None:
             print(f"fp16: {type(exc).__name__}: {exc}", file=sys.stderr)
     if only:
         variants = {k: v for k, v in variants.items() if k in only or k.removesuffix(", no spin") in only}
+    if args.prepare_only:
+        print("\n".join(f"{k}: {p}" for k, (p, _) in variants.items()))
+        return
 
     x = np.random.default_rng(0).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
     sessions = {}

@@ -115,7 +115,7 @@ def greedy_coreset(x: torch.Tensor, n: int, proj_dim: int = 128, seed: int = 0, 
 class PatchCore:
     levels = (2, 3)
 
-    def __init__(self, coreset_ratio: float = 0.1, coreset_max: int = 5000, proj_dim: int = 128, seed: int = 0):
+    def __init__(self, coreset_ratio: float = 0.1, coreset_max: int = 4000, proj_dim: int = 128, seed: int = 0):
         self.coreset_ratio, self.coreset_max, self.proj_dim, self.seed = coreset_ratio, coreset_max, proj_dim, seed
         self.bank: torch.Tensor | None = None
 

@@ -194,7 +194,7 @@ def main() -> None:
     ap.add_argument("--cse-epochs", type=int, default=30)
     ap.add_argument("--cse-out", type=Path, default=REPO / "runs" / "peers")
     ap.add_argument("--coreset-ratio", type=float, default=0.1)
-    ap.add_argument("--coreset-max", type=int, default=5000)
+    ap.add_argument("--coreset-max", type=int, default=4000, help="bank size cap (greedy selection is O(patches x bank))")
     ap.add_argument("--latency-frames", type=int, default=30)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)

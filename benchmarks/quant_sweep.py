@@ -28,18 +28,24 @@ from inspector.quantize import QuantConfig, quantize_model  # noqa: E402
 
 HEAD = ("head.", "embedder.")
 STAGE = "backbone.features.blocks."
+ACT = ("Conv", "Clip", "Relu")  # activations quantised after the clip: ranges of what the next conv reads
 VARIANTS = {
-    "conv, head fp32, minmax": QuantConfig(),
-    "conv, head + blocks 5-6 fp32": QuantConfig(keep_fp32=HEAD + (STAGE + "5", STAGE + "6")),
-    "conv, head + blocks 4-6 fp32": QuantConfig(keep_fp32=HEAD + tuple(STAGE + str(i) for i in (4, 5, 6))),
-    "conv, head fp32, percentile": QuantConfig(method="percentile"),
-    "conv, head fp32, entropy": QuantConfig(method="entropy"),
-    "conv, head fp32, 256 images": QuantConfig(images=256),
-    "conv, head fp32, per-tensor": QuantConfig(per_channel=False),
-    "conv, head fp32, reduce-range": QuantConfig(reduce_range=True),
-    "conv, everything int8": QuantConfig(keep_fp32=()),
-    "conv, head fp32, qoperator": QuantConfig(fmt="qoperator"),
+    "conv only, head fp32": QuantConfig(ops=("Conv",)),
+    "conv+clip, head fp32": QuantConfig(ops=ACT),
+    "conv+clip, head fp32, reduce-range": QuantConfig(ops=ACT, reduce_range=True),
+    "conv+clip, head fp32, reduce-range, u8u8": QuantConfig(ops=ACT, reduce_range=True, weight_type="uint8"),
+    "conv+clip, head+stem fp32, reduce-range": QuantConfig(ops=ACT, reduce_range=True, keep_fp32=HEAD + ("backbone.features.conv_stem",)),
+    "conv+clip, head+blocks 5-6 fp32, reduce-range": QuantConfig(ops=ACT, reduce_range=True, keep_fp32=HEAD + (STAGE + "5", STAGE + "6")),
+    "conv+clip, head fp32, reduce-range, percentile": QuantConfig(ops=ACT, reduce_range=True, method="percentile"),
+    "conv+clip, head fp32, reduce-range, entropy": QuantConfig(ops=ACT, reduce_range=True, method="entropy"),
+    "conv+clip, head fp32, reduce-range, 256 images": QuantConfig(ops=ACT, reduce_range=True, images=256),
+    "conv+clip, head fp32, reduce-range, qoperator": QuantConfig(ops=ACT, reduce_range=True, fmt="qoperator"),
+    "conv+clip, head fp32, reduce-range, per-tensor": QuantConfig(ops=ACT, reduce_range=True, per_channel=False),
 }
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(np.argsort(np.argsort(a)), np.argsort(np.argsort(b)))[0, 1])
 
 
 def scores(path: Path, crops: np.ndarray) -> np.ndarray:
@@ -63,6 +69,13 @@ def main() -> None:
     base = scores(args.model, crops)
     out = {"model": str(args.model), "data": str(args.data), "fp32_auroc": float(roc_auc_score(y, base)), "variants": {}}
     print(f"fp32: AUROC {out['fp32_auroc']:.4f}", flush=True)
+    # The model's own noise floor: FP32 on the same crops with +-1 grey level of seeded noise added.
+    noisy = np.clip(crops.astype(np.int16) + np.random.default_rng(0).integers(-1, 2, crops.shape), 0, 255).astype(np.uint8)
+    s = scores(args.model, noisy)
+    out["fp32_plus_1_grey_level_noise"] = {"auroc": float(roc_auc_score(y, s)),
+                                           "delta_points": 100 * (float(roc_auc_score(y, s)) - out["fp32_auroc"]),
+                                           "spearman_vs_fp32": spearman(base, s)}
+    print(f"fp32 + 1 grey level noise: AUROC {out['fp32_plus_1_grey_level_noise']['auroc']:.4f}", flush=True)
     tmpdir = args.keep or Path(tempfile.mkdtemp())
     tmpdir.mkdir(parents=True, exist_ok=True)
     for name in args.variants.split("|"):
@@ -74,7 +87,7 @@ def main() -> None:
         auc = float(roc_auc_score(y, s))
         row = {"config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()}, "file": str(dst),
                "auroc": auc, "delta_points": 100 * (auc - out["fp32_auroc"]),
-               "spearman_vs_fp32": float(np.corrcoef(np.argsort(np.argsort(base)), np.argsort(np.argsort(s)))[0, 1]),
+               "spearman_vs_fp32": spearman(base, s),
                "seconds": round(time.time() - t0, 1)}
         out["variants"][name] = row
         print(f"{name}: AUROC {auc:.4f} ({row['delta_points']:+.2f} points), rank corr {row['spearman_vs_fp32']:.3f}", flush=True)

@@ -43,6 +43,7 @@ class QuantConfig:
     keep_fp32: tuple[str, ...] = ("head.", "embedder.")
     per_channel: bool = True
     reduce_range: bool = False  # 7-bit weights: avoids u8s8 saturation on AVX2 without VNNI, at some accuracy
+    weight_type: str = "int8"  # int8 (u8s8 kernels) | uint8 (u8u8: no VPMADDUBSW saturation on AVX2, slower)
     method: str = "minmax"
     images: int = 64  # calibration images (good ones, evenly spaced over the folder's sorted list)
     symmetric_activations: bool = False
@@ -54,6 +55,8 @@ class QuantConfig:
             raise InspectorError(f"--method: {self.method!r} is not one of {METHODS}")
         if self.images < 1:
             raise InspectorError("--calib-images: must be >= 1")
+        if self.weight_type not in ("int8", "uint8"):
+            raise InspectorError(f"--weight-type: {self.weight_type!r} is not int8 or uint8")
         if not self.ops:
             raise InspectorError("--ops: give at least one op type (e.g. Conv)")
 
@@ -172,10 +175,11 @@ def quantize_model(src: str | Path, dst: str | Path, calib: str | Path, cfg: Qua
             proto_in, str(out_tmp), _Reader(crops),
             quant_format=q.QuantFormat.QDQ if cfg.fmt == "qdq" else q.QuantFormat.QOperator,
             op_types_to_quantize=list(cfg.ops), per_channel=cfg.per_channel, reduce_range=cfg.reduce_range,
-            activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8, nodes_to_exclude=exclude,
+            activation_type=q.QuantType.QUInt8,
+            weight_type=q.QuantType.QInt8 if cfg.weight_type == "int8" else q.QuantType.QUInt8, nodes_to_exclude=exclude,
             calibrate_method={"minmax": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy,
                               "percentile": q.CalibrationMethod.Percentile}[cfg.method],
-            extra_options={"ActivationSymmetric": cfg.symmetric_activations, "WeightSymmetric": True},
+            extra_options={"ActivationSymmetric": cfg.symmetric_activations, "WeightSymmetric": cfg.weight_type == "int8"},
         )
         qproto = onnx.load(str(out_tmp))
     seconds = time.time() - t0

@@ -135,7 +135,9 @@ def read_meta(cfg: BenchConfig) -> ModelMeta:
 def time_backend(be, cand: Candidate, cfg: BenchConfig, meta: ModelMeta, rng: np.random.Generator, log) -> dict:
     pre = meta.preprocess
     big = rng.integers(0, 256, size=(max(cfg.batches), pre.crop_h, pre.crop_w, 3), dtype=np.uint8)
-    row: dict = {"backend": getattr(be, "name", cand.name), "precision": cand.precision, "options": cand.options}
+    header = getattr(be, "header", None)  # a TensorRT plan's own record of its precision
+    precision = getattr(header, "precision", None) or cand.precision
+    row: dict = {"backend": getattr(be, "name", cand.name), "precision": precision, "options": cand.options}
     one = np.ascontiguousarray(big[:1])
     ms = repeat(lambda: be.infer(one), cfg.seconds, min_iters=5, warmup_iters=3, warmup_s=cfg.warmup_s)
     row["latency_ms"] = {"batch": 1, **summarize(ms)}
