@@ -88,7 +88,7 @@ def test_watch_scores_a_new_file_once_and_never_half_written(agent_model, piped,
     link_images(piped / "test" / "good", folder, 2)
     src = sorted((piped / "test" / "defect").glob("*.png"))[0]
     data = src.read_bytes()
-    cfg = config(tmp_path, agent_model, folder=str(folder), watch=True, settle_s=0.6, poll_s=0.05)
+    cfg = config(tmp_path, agent_model, folder=str(folder), watch=True, settle_s=1.0, poll_s=0.05)
     agent, col = open_agent(cfg)
     try:
         agent.start()
@@ -98,10 +98,10 @@ def test_watch_scores_a_new_file_once_and_never_half_written(agent_model, piped,
             for i in range(0, len(data), len(data) // 6 + 1):
                 f.write(data[i : i + len(data) // 6 + 1])
                 f.flush()
-                time.sleep(0.25)
+                time.sleep(0.2)
         assert col.wait_for(lambda c: len(c.results) == 3, timeout=10)
         target.touch()  # modified after scoring: still scored only once
-        time.sleep(1.2)
+        time.sleep(1.5)
     finally:
         agent.stop()
         agent.wait(20)

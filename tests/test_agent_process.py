@@ -85,6 +85,7 @@ def test_subscriber_recovers_gaps_from_the_log(agent_model, piped, tmp_path):
         assert col.wait_for(lambda c: len(c.results) >= 8, timeout=60)
         subs.append(spawn(args))  # 1. joins late: the first results were published before it existed
         assert wait_lines(out, 12) >= 12
+        at_cut = len(read_out(out))
         relay.cut()  # 2. the network link goes down: PUB has no peer and drops these results
         n = len(col.results)
         assert col.wait_for(lambda c: len(c.results) >= n + 12, timeout=60)
@@ -112,7 +113,7 @@ def test_subscriber_recovers_gaps_from_the_log(agent_model, piped, tmp_path):
     assert [r["seq"] for r in got] == list(range(1, total + 1))  # every sequence number exactly once, in order
     assert [r["frame_id"] for r in got] == [str(i) for i in range(total)]
     gaps = [json.loads(line) for line in err0.splitlines() if '"gap"' in line]
-    assert gaps and all(g["expected"] > 12 for g in gaps), err0  # noticed live, after the cut
+    assert any(g["expected"] > at_cut for g in gaps), err0  # the cut's gap, noticed live
     report = [json.loads(line) for line in err.splitlines() if '"summary"' in line][-1]
     assert report["recovered"] >= 10 and report["lost"] == 0
     with sqlite3.connect(tmp_path / "results.db") as con:

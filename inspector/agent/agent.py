@@ -54,8 +54,10 @@ def open_model(cfg: RunConfig) -> Backend:
 
 
 class Agent:
-    def __init__(self, cfg: RunConfig):
+    def __init__(self, cfg: RunConfig, backend: Backend | None = None):
+        """`backend`: an already open Backend to use instead of the one cfg's engine/model names (embedding)."""
         self.cfg = cfg
+        self._given_backend = backend
         self.run_id = uuid.uuid4().hex[:12]
         self.stats = Stats()
         self.state = "starting"
@@ -77,7 +79,7 @@ class Agent:
         cfg = self.cfg
         try:
             self._make_source()
-            self.backend = open_model(cfg)
+            self.backend = self._given_backend if self._given_backend is not None else open_model(cfg)
             meta = self.backend.meta
             if cfg.infer_threads > 1 and getattr(self.backend, "thread_safe", True) is False:
                 raise ConfigError(f"infer_threads: {self.backend.name} does not support concurrent inference; use 1")
@@ -174,8 +176,8 @@ class Agent:
             self.recovery.stop()
         if self.source is not None and self.pipeline is None:
             self.source.close()
-        if self.backend is not None:
-            self.backend.close()
+        if self.backend is not None and self._given_backend is None:
+            self.backend.close()  # (a backend handed in belongs to the caller)
         self.ctx.term()
         summary = self.summary()
         if self.publisher is not None and self.publisher.bound:
