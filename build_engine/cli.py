@@ -17,6 +17,7 @@ from typing import Optional
 
 import typer
 
+from inspector.cli import run_app
 from inspector.errors import InspectorError
 
 from .plan import BatchRange
@@ -164,14 +165,7 @@ def env() -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     app = tools_app if argv and argv[0] in TOOLS else build_app
-    try:
-        app(args=argv, prog_name="build-engine")
-    except InspectorError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
+    run_app(app, args=argv, prog_name="build-engine")
 
 
 if __name__ == "__main__":

@@ -104,15 +104,20 @@ app.command("bench")(bench_command)
 app.command("quantize")(quantize_command)
 
 
-def main() -> None:
+def run_app(typer_app: typer.Typer, **kwargs) -> None:
+    """Run a Typer app with the products' error contract: a user's mistake is one line, exit 2."""
     try:
-        app()
+        typer_app(**kwargs)
     except InspectorError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+
+
+def main() -> None:
+    run_app(app)
 
 
 if __name__ == "__main__":
