@@ -199,6 +199,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "peers.json")
+    ap.add_argument("--merge", action="store_true", help="keep the other categories already in --json")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
@@ -215,20 +216,26 @@ def main() -> None:
     log(f"{len(cats)} categories; {res['hardware_line']}; load {res['load_average']['before']}")
     ml = MultiLevel()
     res["weights_id"] = ml.weights_id
-    cse_models = find_cse_models(args.cse_models)
-    if args.cse_models:
-        log(f"CSE models in {args.cse_models}: {', '.join(sorted(cse_models)) or 'none'}")
+    kept = []
+    if args.merge and args.json.is_file():
+        kept = [r for r in json.loads(args.json.read_text()).get("categories", []) if r["category"] not in {Path(c).name for c in cats}]
+        res["categories"] = list(kept)
     from inspector.bench.torch_eager import TorchEager
     from inspector.modelmeta import ModelMeta, Threshold
 
     twin = ModelMeta("twin", "-", "cse", "efficientnet_lite2", "untrained", PRE, Threshold(1, "max", 0, 0), 7, 7)
     cse_eager = TorchEager(twin, "cpu", args.threads, args.seed)
     for c in cats:
+        cse_models = find_cse_models(args.cse_models)  # again for each category: models may be arriving
+        if args.cse_models:
+            log(f"CSE models in {args.cse_models}: {', '.join(k for k in sorted(cse_models) if k.startswith(Path(c).name + '/')) or 'none'}")
         res["categories"].append(run_category(Path(c).name, args.data / c, ml, args, cse_models, cse_eager))
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(res, indent=2))  # after every category: a partial run keeps its figures
     res["load_average"]["after"] = load_average()
     res["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    order = {"magnetic_tile": -1, **{k: i for i, k in enumerate(PIPED)}}
+    res["categories"].sort(key=lambda r: order.get(r["category"], 99))
     res["markdown"] = markdown(res)
     args.json.write_text(json.dumps(res, indent=2))
     print("\n".join(res["markdown"]))

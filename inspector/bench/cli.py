@@ -56,10 +56,11 @@ def quantize_command(
     calib: Path = typer.Option(..., "--calib", help="Good images to calibrate on: an MVTec category (train/good) or a folder."),
     calib_images: int = typer.Option(64, "--calib-images", help="How many of them (evenly spaced)."),
     fmt: str = typer.Option("qdq", "--format", help="qdq | qoperator."),
-    ops: str = typer.Option("Conv", "--ops", help="Op types to quantise, comma-separated."),
-    keep_fp32: str = typer.Option("head.,embedder.", "--keep-fp32", help="Weight-name prefixes left in FP32, comma-separated ('' = none); the default keeps the head."),
+    ops: str = typer.Option("Conv,Clip,Relu", "--ops", help="Op types to quantise, comma-separated."),
+    keep_fp32: str = typer.Option("head.,embedder.,backbone.features.conv_stem,backbone.features.blocks.0", "--keep-fp32",
+                                   help="Weight-name prefixes left in FP32, comma-separated ('' = none); default: head, stem, first block."),
     per_channel: bool = typer.Option(True, "--per-channel/--per-tensor", help="Weight scales per output channel."),
-    reduce_range: bool = typer.Option(False, "--reduce-range", help="7-bit weights (u8s8 saturation on AVX2 without VNNI)."),
+    reduce_range: bool = typer.Option(True, "--reduce-range/--full-range", help="7-bit weights (no u8s8 saturation on AVX2 without VNNI)."),
     method: str = typer.Option("minmax", "--method", help="Activation ranges: minmax | entropy | percentile."),
 ) -> None:
     """Static INT8 quantisation (onnxruntime QDQ), calibrated on good images; the threshold is re-set for INT8."""
