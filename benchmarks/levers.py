@@ -40,7 +40,7 @@ from inspector.bench.hardware import describe, hardware, load_average  # noqa: E
 from inspector.bench.timing import repeat, summarize  # noqa: E402
 from inspector.quantize import QuantConfig, quantize_model  # noqa: E402
 
-BASE = OrtOptions(intra_op_threads=2)
+BASE = OrtOptions(intra_op_threads=2, allow_spinning=True)  # explicit: the names below say "spin"/"no spin"
 RECIPE_FP32 = ("head.", "embedder.", "backbone.features.conv_stem", "backbone.features.blocks.0")
 SESSION_VARIANTS = {
     "fp32, opt all, 2 threads, spin": BASE,

@@ -47,7 +47,7 @@ class OrtOptions:
 
     intra_op_threads: int = 0  # 0 = all cores
     inter_op_threads: int = 0  # 0 = onnxruntime's default; only used with execution_mode "parallel"
-    allow_spinning: bool = True  # intra-op threads spin between ops ("session.intra_op.allow_spinning")
+    allow_spinning: bool = False  # spin between ops ("session.intra_op.allow_spinning"): off measured faster here, 2x under load
     execution_mode: str = "sequential"  # | "parallel" (independent branches concurrently)
     graph_optimization: str = "all"  # disable | basic | extended | all (all adds the NCHWc layout on x86)
 
