@@ -20,7 +20,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from inspector import __version__  # noqa: E402
-from inspector.bench.torch_eager import untrained_inference_model  # noqa: E402
+from trainer.torch_eager import untrained_inference_model  # noqa: E402
 from inspector.modelmeta import ModelMeta, Preprocess, Threshold  # noqa: E402
 
 

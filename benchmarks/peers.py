@@ -220,7 +220,7 @@ def main() -> None:
     if args.merge and args.json.is_file():
         kept = [r for r in json.loads(args.json.read_text()).get("categories", []) if r["category"] not in {Path(c).name for c in cats}]
         res["categories"] = list(kept)
-    from inspector.bench.torch_eager import TorchEager
+    from trainer.torch_eager import TorchEager
     from inspector.modelmeta import ModelMeta, Threshold
 
     twin = ModelMeta("twin", "-", "cse", "efficientnet_lite2", "untrained", PRE, Threshold(1, "max", 0, 0), 7, 7)

@@ -4,7 +4,7 @@ For each backend: latency percentiles at batch 1, throughput at each batch size;
 preprocessing cost per frame, and the agent end to end on a folder (inspector.bench.e2e).
 Backends: onnxruntime CPU (always), onnxruntime CUDA (onnxruntime-gpu and a GPU), TensorRT (an
 --engine plan and the tensorrt package), PyTorch eager CPU/CUDA (the train extra: torch, timm;
-an untrained InferenceModel of the same backbone and head, see inspector.bench.torch_eager).
+an untrained InferenceModel of the same backbone and head, see trainer.torch_eager).
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def candidates(cfg: BenchConfig, meta: ModelMeta, log) -> list[Candidate]:
         if importlib.util.find_spec("torch") is None or importlib.util.find_spec("timm") is None:
             cfg.notes.append("pytorch-eager: the train extra (torch, timm) is not installed")
         else:
-            from . import torch_eager
+            from trainer import torch_eager  # lives in the train extra, outside the runtime package
 
             shapes = torch_eager.onnx_shapes(cfg.model) if cfg.model is not None and meta.head != "cse" else {}
             out.append(Candidate("pytorch-eager-cpu", lambda: torch_eager.TorchEager(meta, "cpu", cfg.threads, cfg.seed, shapes),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from ..modelmeta import ModelMeta
+from inspector.modelmeta import ModelMeta
 
 
 def _torch():
