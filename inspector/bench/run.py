@@ -106,14 +106,14 @@ def candidates(cfg: BenchConfig, meta: ModelMeta, log) -> list[Candidate]:
         if importlib.util.find_spec("torch") is None or importlib.util.find_spec("timm") is None:
             cfg.notes.append("pytorch-eager: the train extra (torch, timm) is not installed")
         else:
-            from trainer import torch_eager  # lives in the train extra, outside the runtime package
+            import trainer.torch_eager as eager  # lives in the train extra, outside the runtime package
 
-            shapes = torch_eager.onnx_shapes(cfg.model) if cfg.model is not None and meta.head != "cse" else {}
-            out.append(Candidate("pytorch-eager-cpu", lambda: torch_eager.TorchEager(meta, "cpu", cfg.threads, cfg.seed, shapes),
+            shapes = eager.onnx_shapes(cfg.model) if cfg.model is not None and meta.head != "cse" else {}
+            out.append(Candidate("pytorch-eager-cpu", lambda: eager.TorchEager(meta, "cpu", cfg.threads, cfg.seed, shapes),
                                  "fp32", {"threads": cfg.threads or os.cpu_count(), "weights": "untrained (timing only)",
                                           "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}))
-            if torch_eager.cuda_available():
-                out.append(Candidate("pytorch-eager-cuda", lambda: torch_eager.TorchEager(meta, "cuda", 0, cfg.seed, shapes),
+            if eager.cuda_available():
+                out.append(Candidate("pytorch-eager-cuda", lambda: eager.TorchEager(meta, "cuda", 0, cfg.seed, shapes),
                                      "fp32", {"weights": "untrained (timing only)"}))
     return [c for c in out if _wanted(cfg, c.name)]
 
