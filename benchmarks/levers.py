@@ -112,7 +112,7 @@ def main() -> None:
         dst = args.work / f"{args.model.stem}.{''.join(c if c.isalnum() else '_' for c in name)}.onnx"
         if not dst.exists():
             print(f"quantizing: {name}", file=sys.stderr, flush=True)
-            quantize_model(args.model, dst, args.calib, qc, recalibrate=False)
+            quantize_model(args.model, dst, args.calib, qc, recalibrate=False, measure_cost=False)
         variants[name] = (dst, BASE)
         variants[name + ", no spin"] = (dst, dataclasses.replace(BASE, allow_spinning=False))
     fp16 = args.work / f"{args.model.stem}.fp16.onnx"

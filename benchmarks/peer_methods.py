@@ -27,7 +27,6 @@ concatenated (192 dims), 100 of them kept at random (seeded; the paper keeps 100
 from __future__ import annotations
 
 import os
-import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -36,6 +35,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from trainer.backbones import Backbone, create_backbone  # noqa: E402
+from trainer.coreset import greedy_coreset  # noqa: E402  (the product's own, same algorithm)
 from trainer.model import bgr_u8_to_rgb01  # noqa: E402
 
 # feature_info index -> the block after which it is taken (tf_efficientnet_lite*: blocks.0,1,2,4,6)
@@ -86,32 +86,6 @@ def patchcore_embed(feats: dict[int, torch.Tensor]) -> torch.Tensor:
     return torch.cat([f2, f3], dim=1)
 
 
-def greedy_coreset(x: torch.Tensor, n: int, proj_dim: int = 128, seed: int = 0, log=None) -> torch.Tensor:
-    """Indices of n points chosen by greedy k-center (each next point: the farthest from those chosen),
-    on a random linear projection of x to proj_dim dimensions. x [M, D]."""
-    g = torch.Generator().manual_seed(seed)
-    if x.shape[1] > proj_dim:
-        p = torch.randn(x.shape[1], proj_dim, generator=g) / proj_dim ** 0.5
-        z = x @ p
-    else:
-        z = x
-    z = z.contiguous()
-    sq = (z * z).sum(1)
-    first = int(torch.randint(len(z), (1,), generator=g))
-    chosen = torch.empty(n, dtype=torch.long)
-    chosen[0] = first
-    mind = sq - 2 * (z @ z[first]) + sq[first]
-    t0 = time.time()
-    for i in range(1, n):
-        j = int(torch.argmax(mind))
-        chosen[i] = j
-        d = sq - 2 * (z @ z[j]) + sq[j]
-        torch.minimum(mind, d, out=mind)
-        if log is not None and i % 1000 == 0:
-            log(f"coreset {i}/{n} ({time.time() - t0:.0f}s)")
-    return chosen
-
-
 class PatchCore:
     levels = (2, 3)
 
@@ -124,7 +98,7 @@ class PatchCore:
         flat = e.permute(0, 2, 3, 1).reshape(-1, e.shape[1]).contiguous()
         n = max(1, min(int(round(len(flat) * self.coreset_ratio)), self.coreset_max, len(flat)))
         self.patches = len(flat)
-        idx = greedy_coreset(flat, n, self.proj_dim, self.seed, log) if n < len(flat) else torch.arange(len(flat))
+        idx = greedy_coreset(flat, n, self.seed, self.proj_dim, log) if n < len(flat) else torch.arange(len(flat))
         self.bank = flat[idx].contiguous()
         self.bank_sq = (self.bank * self.bank).sum(1)
         return self

@@ -95,9 +95,11 @@ def test_ort_options_reach_the_session(model_path):
 def quantized(model_path, piped, tmp_path_factory):
     pytest.importorskip("onnx")
     out = tmp_path_factory.mktemp("q") / "piped.int8.onnx"
+    # --max-auroc-loss 100: this 2-epoch test model's INT8 cost is whatever it is; the gate is tested below.
     proc = subprocess.run([str(INSPECTOR), "quantize", str(model_path), "-o", str(out), "--calib", str(piped),
-                           "--calib-images", "16"], capture_output=True, text=True, timeout=300)
+                           "--calib-images", "16", "--max-auroc-loss", "100"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "points lost" in proc.stderr
     return out
 
 
@@ -122,12 +124,42 @@ def test_quantize_makes_a_valid_int8_model(quantized, model_path, piped):
     from sklearn.metrics import roc_auc_score
 
     assert roc_auc_score(y, sq) > roc_auc_score(y, sf) - 0.05
+    # The recorded AUROC cost is the one measured here, on the same test/ images.
+    check = info["auroc_check"]
+    assert check["images"] == len(items) and check["max_loss_points"] == 100
+    assert check["image_auroc_fp32"] == pytest.approx(roc_auc_score(y, sf), abs=1e-4)
+    assert check["image_auroc_int8"] == pytest.approx(roc_auc_score(y, sq), abs=1e-4)
+
+
+def test_quantize_refuses_a_model_that_loses_too_much_auroc(quantized, model_path, piped, tmp_path):
+    """An allowance just under the measured loss: refused, and the file already at -o is left as it was."""
+    from inspector.quantize import QuantConfig, quantize_model
+
+    loss = OnnxRuntimeBackend(quantized).meta.training["quantization"]["auroc_check"]["loss_points"]
+    dst = tmp_path / "q.onnx"
+    dst.write_bytes(b"an earlier file")
+    with pytest.raises(ModelError, match=r"q.onnx: not written: INT8 image AUROC .* more than --max-auroc-loss"):
+        quantize_model(model_path, dst, piped, QuantConfig(images=16, max_auroc_loss=loss - 0.02))
+    assert dst.read_bytes() == b"an earlier file" and sorted(p.name for p in tmp_path.iterdir()) == ["q.onnx"]
 
 
 def test_quantize_refuses_an_int8_model(quantized, piped, tmp_path):
     proc = subprocess.run([str(INSPECTOR), "quantize", str(quantized), "-o", str(tmp_path / "x.onnx"), "--calib",
                            str(piped)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "already int8" in proc.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max-auroc-loss", "nan"], "--max-auroc-loss: nan"),
+    (["--check", "{good}"], "--check"),
+    (["-o", "{model}"], "would overwrite the FP32 model"),
+])
+def test_quantize_rejects_bad_options(model_path, piped, tmp_path, args, message):
+    args = [a.format(good=piped / "train" / "good", model=model_path) for a in args]
+    out = [] if "-o" in args else ["-o", str(tmp_path / "x.onnx")]
+    proc = subprocess.run([str(INSPECTOR), "quantize", str(model_path), *out, "--calib", str(piped), *args],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
 @pytest.fixture(scope="module")
@@ -162,14 +194,3 @@ def test_peers_patchcore_and_padim_detect_real_defects(peer_features):
     # Scores are distances to what was seen in training: a training image's own patches score ~0.
     s_tr, _ = pc.score({lv: ftr[lv][:2] for lv in PatchCore.levels})
     assert s_tr.max() < np.median(s_pc)
-
-
-def test_greedy_coreset_is_k_center():
-    torch = pytest.importorskip("torch")
-    from benchmarks.peer_methods import greedy_coreset
-
-    g = torch.Generator().manual_seed(0)
-    centers = torch.randn(5, 16, generator=g) * 20
-    x = torch.cat([c + torch.randn(200, 16, generator=g) for c in centers])
-    idx = greedy_coreset(x, 5, proj_dim=16)
-    assert len(set((idx // 200).tolist())) == 5  # one point from each far-apart cluster

@@ -79,7 +79,9 @@ def test_patch_head_matches_pytorch(piped):
     assert res.meta.head == "patch" and res.meta.training["bank_size"] == 500
     path = export_onnx(res.model, res.meta, Path(os.environ.get("TMPDIR", "/tmp")) / f"patch_{os.getpid()}.onnx")
     try:
-        crops = load_crops(res.val_images, res.meta.preprocess)
+        # test images: the held-out goods are in the shipped bank (bank_from: all), distances ~0 there
+        items = sorted((piped / "test" / "defect").iterdir())[:6] + sorted((piped / "test" / "good").iterdir())[:4]
+        crops = load_crops(items, res.meta.preprocess)
         score, amap = ort.InferenceSession(str(path)).run(None, {"image": crops})
         with torch.no_grad():
             ts, tm = res.model(torch.from_numpy(crops))
@@ -97,3 +99,42 @@ def test_greedy_coreset_covers_the_points():
     picks = greedy_coreset(x, 5, proj_dim=16)
     assert sorted((picks // 50).tolist()) == [0, 1, 2, 3, 4]
     assert len(greedy_coreset(x, 1000)) == len(x)
+
+
+def test_held_out_goods_join_the_bank_only_after_setting_the_threshold(piped):
+    """bank_from=all: the threshold comes from held-out goods scored against a bank without them (so it
+    is well above 0), while the shipped bank holds every good patch (a good image then scores ~0)."""
+    from trainer.config import TrainConfig
+    from trainer.train import train
+
+    cfg = TrainConfig(backbone="efficientnet_lite0", scoring="patch", bank_size=100_000)  # > every patch: exact bank
+    shipped = train(piped, cfg, log=lambda m: None)
+    held_out = train(piped, TrainConfig(**{**cfg.__dict__, "bank_from": "train"}), log=lambda m: None)
+    t = shipped.meta.training
+    assert t["bank_from"] == "all" and t["bank_images"] == t["train_images"] + t["val_images"]
+    assert t["shipped_bank_size"] == t["shipped_patches"] > t["bank_size"] == t["patches"]
+    # the same threshold either way: it was set before the held-out goods joined the bank
+    assert shipped.meta.threshold.value == held_out.meta.threshold.value > 0.5
+    crops = torch.from_numpy(load_crops(shipped.val_images, shipped.meta.preprocess))
+    with torch.no_grad():
+        in_bank, not_in_bank = shipped.model(crops)[0], held_out.model(crops)[0]
+    assert float(in_bank.max()) < 1e-2 * shipped.meta.threshold.value
+    assert float(not_in_bank.min()) > 0.1 * held_out.meta.threshold.value
+
+
+def test_principal_axes_and_projected_bank():
+    from trainer.model import PatchHead, principal_axes
+
+    g = torch.Generator().manual_seed(0)
+    # 3 strong directions in 16 channels, plus small noise: 3 axes keep almost all distances
+    basis = torch.linalg.qr(torch.randn(16, 3, generator=g))[0]
+    x = 5 + torch.randn(2000, 3, generator=g) * torch.tensor([9.0, 5.0, 3.0]) @ basis.T + 0.01 * torch.randn(2000, 16, generator=g)
+    mean, axes = principal_axes(x, 3)
+    assert axes.shape == (16, 3) and torch.allclose(axes.T @ axes, torch.eye(3), atol=1e-5)
+    assert torch.allclose(mean, x.mean(0), atol=1e-4)
+    assert torch.allclose((basis @ basis.T) @ axes, axes, atol=1e-3)  # the axes span the strong directions
+    head = PatchHead((x[:500] - mean) @ axes, axes, mean)
+    q = x[1000:1010]
+    exact = torch.cdist(q, x[:500]).min(1).values
+    assert torch.allclose(head.project(q), (q - mean) @ axes, atol=1e-4)
+    assert torch.allclose(torch.cdist(head.project(q), head.bank_t.T).min(1).values, exact, atol=0.05)

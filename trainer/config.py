@@ -37,11 +37,17 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0 = all cores
     bank_size: int = 0  # patch head: memory-bank entries; 0 = sized so scoring costs bank_budget x the backbone
     bank_budget: float = 0.25
+    bank_dims: int = 128  # patch head: principal axes the patches are projected on; 0 = the raw channels
+    # patch head: "all" = the shipped bank holds every good image's patches, the held-out ones
+    # included once they have set the threshold against the training split's bank; "train" = never them.
+    bank_from: str = "all"
 
     def validate(self, source: str) -> None:
         require(self.scoring in SCORINGS, source, "scoring", f"must be one of {SCORINGS}")
         require(self.bank_size >= 0, source, "bank_size", "must be >= 0 (0 = sized by bank_budget)")
         require(0 < self.bank_budget <= 4, source, "bank_budget", "must be in (0, 4]")
+        require(self.bank_dims >= 0, source, "bank_dims", "must be >= 0 (0 = the raw channels)")
+        require(self.bank_from in ("all", "train"), source, "bank_from", "must be all or train")
         require(self.backbone in REGISTRY, source, "backbone", f"{self.backbone!r} is not one of {sorted(REGISTRY)}")
         require(self.cosine in ("channels", "width"), source, "cosine", "must be channels or width")
         require(self.epochs >= 1, source, "epochs", "must be >= 1")

@@ -117,23 +117,44 @@ def patch_features(f3: torch.Tensor, f4: torch.Tensor) -> torch.Tensor:
 class PatchHead(nn.Module):
     """Distance of every position to its nearest memory-bank patch; score = the largest (the worst spot).
 
+    Patches are first projected onto their leading principal axes (`proj` [C, D], `mean` [C]), a
+    MatMul that lets a bank of the same scoring cost hold C/D times more entries, and drops the
+    low-variance directions that carry mostly noise (benchmarks/bank_sweep.py measures both).
     Plain MatMul + ReduceMin with static shapes, so TensorRT takes it as is. Distances stay FP32.
     """
 
-    def __init__(self, bank: torch.Tensor):
+    def __init__(self, bank: torch.Tensor, proj: torch.Tensor | None = None, mean: torch.Tensor | None = None):
         super().__init__()
         bank = bank.float()
-        self.register_buffer("bank_t", bank.t().contiguous())  # [C, M]
+        if proj is None:
+            self.proj = None
+        else:  # (x - mean) @ proj == x @ proj - mean @ proj: one MatMul and a constant
+            self.register_buffer("proj", proj.float().contiguous())  # [C, D]
+            self.register_buffer("proj_bias", -(mean.float() @ proj.float()))  # [D]
+        self.register_buffer("bank_t", bank.t().contiguous())  # [D, M]
         self.register_buffer("bank_sq", (bank * bank).sum(1))  # [M]
+
+    def project(self, flat: torch.Tensor) -> torch.Tensor:
+        return flat if self.proj is None else flat @ self.proj + self.proj_bias
 
     def forward(self, f3: torch.Tensor, f4: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = patch_features(f3, f4)
         c, h, w = x.shape[1], x.shape[2], x.shape[3]
-        flat = x.permute(0, 2, 3, 1).reshape(-1, c)  # [N*h*w, C]
+        flat = self.project(x.permute(0, 2, 3, 1).reshape(-1, c))  # [N*h*w, D]
         # ||x - b||^2 = ||x||^2 - 2 x.b + ||b||^2, nearest over the bank
         d2 = (flat * flat).sum(1, keepdim=True) - 2.0 * (flat @ self.bank_t) + self.bank_sq
         amap = d2.min(dim=1).values.clamp_min(0.0).sqrt().reshape(-1, h, w)
         return amap.amax(dim=(1, 2)), amap
+
+
+def principal_axes(x: torch.Tensor, dims: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean [C] and the `dims` leading principal axes [C, dims] of rows x [N, C] (exact, in float64)."""
+    mean = x.double().mean(0)
+    xc = x.double() - mean
+    _, vecs = torch.linalg.eigh(xc.t() @ xc)  # ascending eigenvalues
+    axes = vecs.flip(1)[:, :dims]
+    axes = axes * torch.where(axes.sum(0) < 0, -1.0, 1.0)  # a fixed sign per axis: the same model every run
+    return mean.float(), axes.float()
 
 
 class InferenceModel(nn.Module):

@@ -62,11 +62,14 @@ def quantize_command(
     per_channel: bool = typer.Option(True, "--per-channel/--per-tensor", help="Weight scales per output channel."),
     reduce_range: bool = typer.Option(True, "--reduce-range/--full-range", help="7-bit weights (no u8s8 saturation on AVX2 without VNNI)."),
     method: str = typer.Option("minmax", "--method", help="Activation ranges: minmax | entropy | percentile."),
+    check: Path = typer.Option(None, "--check", help="MVTec category whose test/ images measure the AUROC cost (default: --calib when it is one)."),
+    max_auroc_loss: float = typer.Option(0.5, "--max-auroc-loss", help="Image-AUROC points INT8 may lose against FP32 there before the model is refused."),
 ) -> None:
     """Static INT8 quantisation (onnxruntime QDQ), calibrated on good images; the threshold is re-set for INT8."""
     from ..quantize import QuantConfig, quantize_model
 
     cfg = QuantConfig(fmt=fmt, ops=tuple(o.strip() for o in ops.split(",") if o.strip()), keep_fp32=tuple(k.strip() for k in keep_fp32.split(",") if k.strip()),
-                      per_channel=per_channel, reduce_range=reduce_range, method=method, images=calib_images)
-    meta = quantize_model(model, output, calib, cfg, log=lambda m: typer.echo(m, err=True))
+                      per_channel=per_channel, reduce_range=reduce_range, method=method, images=calib_images,
+                      max_auroc_loss=max_auroc_loss)
+    meta = quantize_model(model, output, calib, cfg, log=lambda m: typer.echo(m, err=True), check=check)
     typer.echo(f"wrote {output}: {meta.model_id}, precision {meta.precision}, threshold {meta.threshold.value:.5f}")

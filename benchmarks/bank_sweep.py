@@ -1,0 +1,144 @@
+"""Patch head: image AUROC against memory-bank size (and feature projection), on one category.
+
+    .venv/bin/python benchmarks/bank_sweep.py ../shared/data/magnetic_tile \
+        --dims 0,128 --sizes 1500,5000,10000,0 --json benchmarks/results/bank_sweep.json
+
+Uses the trainer's own pieces (same backbone, preprocessing, split, fused 3x3-averaged patches,
+principal axes, greedy coreset), so each row is what `inspector train --scoring patch` scores with
+`bank_size: N` and `bank_dims: D` in its config, without exporting a model per row. Size 0 = the
+whole bank (every patch). Dims 0 = the raw channels; D > 0 projects the patches onto their D
+leading principal axes first (a MatMul in the graph), which buys C/D more bank entries for the same
+scoring cost. --bank-from all (the trainer's default) banks every good image, train the training
+split only. The scoring cost of each row is given as a fraction of the backbone's FLOPs. Writes a
+PNG of AUROC against that cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from sklearn.metrics import roc_auc_score  # noqa: E402
+
+from inspector.bench.hardware import load_average  # noqa: E402
+from inspector.dataset import test_items, train_images  # noqa: E402
+from inspector.modelmeta import Preprocess  # noqa: E402
+from trainer.backbones import create_backbone  # noqa: E402
+from trainer.coreset import backbone_flops, greedy_coreset  # noqa: E402
+from trainer.model import patch_features, principal_axes  # noqa: E402
+from trainer.train import backbone_features, load_crops, split  # noqa: E402
+
+
+def log(msg: str) -> None:
+    print(f"[bank_sweep {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+@torch.inference_mode()
+def flat_patches(feats) -> torch.Tensor:
+    """[N, C, h, w] fused patches of every image -> [N, h*w, C]."""
+    out = torch.cat([patch_features(feats[0][i : i + 32], feats[1][i : i + 32]) for i in range(0, len(feats[0]), 32)])
+    return out.permute(0, 2, 3, 1).reshape(len(out), -1, out.shape[1]).contiguous()
+
+
+@torch.inference_mode()
+def image_scores(test: torch.Tensor, bank: torch.Tensor) -> np.ndarray:
+    """Max over positions of the distance to the nearest bank entry, per test image."""
+    bank_sq = (bank * bank).sum(1)
+    scores = []
+    for img in test:  # [h*w, C]
+        d2 = (img * img).sum(1, keepdim=True) - 2.0 * (img @ bank.T) + bank_sq
+        scores.append(float(d2.min(dim=1).values.clamp_min(0).max().sqrt()))
+    return np.asarray(scores)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("data", type=Path)
+    ap.add_argument("--backbone", default="efficientnet_lite2")
+    ap.add_argument("--sizes", default="1500,5000,10000,0", help="bank sizes; 0 = every patch")
+    ap.add_argument("--dims", default="0,128", help="principal axes to project on; 0 = the raw channels")
+    ap.add_argument("--bank-from", choices=("all", "train"), default="all")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--png", type=Path)
+    args = ap.parse_args()
+    torch.manual_seed(args.seed)
+
+    pre = Preprocess(256, 256, 224, 224, "area")
+    backbone, weights_id = create_backbone(args.backbone)
+    goods = train_images(args.data)
+    tr = np.arange(len(goods)) if args.bank_from == "all" else split(len(goods), 0.3, args.seed)[0]
+    items = test_items(args.data)
+    labels = np.array([it.is_anomalous for it in items], dtype=int)
+    t0 = time.time()
+    train_p = flat_patches(backbone_features(backbone, load_crops([goods[i] for i in tr], pre), "cpu"))
+    test_p = flat_patches(backbone_features(backbone, load_crops([it.path for it in items], pre), "cpu"))
+    log(f"features of {len(tr)} good images for the bank and {len(items)} test images in {time.time() - t0:.0f}s")
+    flops = backbone_flops(backbone, 224)
+    positions, channels = train_p.shape[1], train_p.shape[2]
+    all_train = train_p.reshape(-1, channels)
+
+    spaces = []
+    for d in (int(x) for x in args.dims.split(",")):
+        spaces.append((channels, None) if d <= 0 or d >= channels else (d, principal_axes(all_train, d)))
+
+    rows = []
+    for dim, pca in spaces:
+        tr_x = all_train if pca is None else (all_train - pca[0]) @ pca[1]
+        te_x = test_p if pca is None else (test_p - pca[0]) @ pca[1]
+        for size in (int(s) for s in args.sizes.split(",")):
+            m = len(tr_x) if size <= 0 or size >= len(tr_x) else size
+            t0 = time.time()
+            idx = torch.arange(len(tr_x)) if m == len(tr_x) else greedy_coreset(tr_x, m, args.seed)
+            t_core = time.time() - t0
+            scores = image_scores(te_x, tr_x[idx].contiguous())
+            auroc = float(roc_auc_score(labels, scores))
+            cost = 2 * positions * (m * dim + (channels * dim if pca else 0)) / flops
+            rows.append({"dims": dim, "pca": pca is not None, "bank": m, "of": len(tr_x), "image_auroc": round(auroc, 4),
+                         "cost_vs_backbone": round(cost, 3), "coreset_s": round(t_core, 1)})
+            log(f"dims {dim:4d} bank {m:6d}: AUROC {auroc:.4f}, scoring {100 * cost:.0f}% of the backbone, coreset {t_core:.0f}s")
+
+    print("| features | bank entries | scoring FLOPs vs backbone | image AUROC |")
+    print("|---|---|---|---|")
+    for r in rows:
+        feat = f"PCA {r['dims']}" if r["pca"] else f"raw {r['dims']}"
+        bank = f"{r['bank']} (all)" if r["bank"] == r["of"] else str(r["bank"])
+        print(f"| {feat} | {bank} | {100 * r['cost_vs_backbone']:.0f}% | {r['image_auroc']:.4f} |")
+    result = {"data": str(args.data), "backbone": args.backbone, "weights": weights_id, "bank_from": args.bank_from, "bank_images": int(len(tr)),
+              "test_images": len(items), "backbone_gflops": round(flops / 1e9, 3), "load_average": load_average(), "rows": rows}
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    png = args.png or (args.json.with_suffix(".png") if args.json else None)
+    if png:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for dim, pca in spaces:
+            rs = [r for r in rows if r["dims"] == dim and r["pca"] == (pca is not None)]
+            ax.plot([100 * r["cost_vs_backbone"] for r in rs], [r["image_auroc"] for r in rs], "o-",
+                    label=f"PCA {dim}" if pca else f"raw {dim}")
+        ax.set_xscale("log")
+        ax.set_xlabel("scoring FLOPs, % of the backbone")
+        ax.set_ylabel("image AUROC")
+        ax.set_title(f"patch head bank size, {Path(args.data).name}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(png, dpi=120)
+        log(f"wrote {png}")
+
+
+if __name__ == "__main__":
+    main()
