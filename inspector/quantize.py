@@ -192,7 +192,7 @@ def quantize_model(src: str | Path, dst: str | Path, calib: str | Path, cfg: Qua
     paths = train_images(calib)
     val = validation_split(meta, len(paths)) if same_folder(calib, meta.training.get("data", "")) else None
     keep_reason = "the trainer's held-out goods are not identifiable from --calib"
-    if meta.training.get("bank_from") == "all":  # they joined the patch bank after setting the threshold
+    if meta.head == "patch" and meta.training.get("bank_from") == "all":  # they joined the bank after setting the threshold
         val, keep_reason = None, "the held-out goods are in this patch model's memory bank (bank_from: all)"
     val_paths = [paths[i] for i in val] if val is not None else []
     pool = [p for i, p in enumerate(paths) if val is None or i not in set(val.tolist())]

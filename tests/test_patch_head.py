@@ -138,3 +138,16 @@ def test_principal_axes_and_projected_bank():
     exact = torch.cdist(q, x[:500]).min(1).values
     assert torch.allclose(head.project(q), (q - mean) @ axes, atol=1e-4)
     assert torch.allclose(torch.cdist(head.project(q), head.bank_t.T).min(1).values, exact, atol=0.05)
+
+
+def test_quantize_keeps_the_threshold_of_a_bank_holding_the_held_out_goods(auto_models, piped, tmp_path):
+    """Re-setting it on images that are in the bank would put it near 0 and reject every frame."""
+    out, _ = auto_models
+    chosen = meta_of(out)
+    patch = out if chosen["head"] == "patch" else out.with_name(chosen["training"]["selection"]["alternative"])
+    q = tmp_path / "patch.int8.onnx"
+    proc = subprocess.run([sys.executable, "-m", "inspector.cli", "quantize", str(patch), "-o", str(q), "--calib", str(piped),
+                           "--calib-images", "8", "--max-auroc-loss", "100"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "in this patch model's memory bank" in proc.stderr
+    assert meta_of(q)["threshold"] == meta_of(patch)["threshold"] and meta_of(q)["precision"] == "int8"

@@ -8,7 +8,6 @@ every heartbeat_s. Logged before published: whatever a subscriber saw, the log c
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 from typing import Callable
 
@@ -18,6 +17,7 @@ from ..errors import ConfigError
 from .channel import Channel, Closed
 from .jsonlog import log
 from .messages import Event, Heartbeat, Result, event_topic, heartbeat_topic, result_topic
+from .owner_thread import SocketOwnerThread
 from .resultlog import ResultLog
 from .stats import Stats
 
@@ -34,9 +34,12 @@ def bind(sock: zmq.Socket, endpoint: str, key: str) -> str:
     return sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
-class Publisher:
+class Publisher(SocketOwnerThread):
+    """start() opens the log and binds the PUB socket in the owning thread."""
+
     def __init__(self, ctx: zmq.Context, endpoint: str, log_path: str, log_sync: str, log_retain: int,
                  station: str, source: str, heartbeat_s: float, heartbeat: Callable[[], Heartbeat], stats: Stats):
+        super().__init__("publisher")
         self.ctx = ctx
         self.endpoint = endpoint
         self.log_path = log_path
@@ -49,21 +52,9 @@ class Publisher:
         self.heartbeat = heartbeat
         self.stats = stats
         self.inbox = Channel(name="publisher")  # bounded upstream by the in-flight batch limit
-        self.bound = ""
         self.log_id = ""
         self.last_seq = 0
         self.heartbeats = 0
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
-
-    def start(self) -> str:
-        """Open the log and bind the socket in the owning thread; returns the bound endpoint or raises."""
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            raise self._error
-        return self.bound
 
     def send_results(self, results: list[Result], done: Callable[[], None] | None = None) -> None:
         """Queue results (in order) for publishing; `done` is called once they are logged and sent."""
@@ -86,12 +77,11 @@ class Publisher:
             sock = self.ctx.socket(zmq.PUB)
             sock.setsockopt(zmq.SNDHWM, SNDHWM)
             sock.setsockopt(zmq.LINGER, 2000)
-            self.bound = bind(sock, self.endpoint, "publish")
+            bound = bind(sock, self.endpoint, "publish")
         except BaseException as exc:  # reported to start()'s caller
-            self._error = exc
-            self._ready.set()
+            self._set_up(error=exc)
             return
-        self._ready.set()
+        self._set_up(bound)
         next_hb = time.monotonic()
         try:
             while True:

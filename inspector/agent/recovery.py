@@ -18,6 +18,7 @@ import zmq
 
 from .jsonlog import log
 from .messages import REPLY_SCHEMA
+from .owner_thread import SocketOwnerThread
 from .resultlog import LogReader
 
 DEFAULT_LIMIT = 1000
@@ -51,26 +52,17 @@ def parse_request(body: bytes) -> dict[str, Any]:
     raise ValueError(f"unknown request {text[:60]!r} (expected 'since N' or 'status')")
 
 
-class RecoveryServer:
+class RecoveryServer(SocketOwnerThread):
+    """start() binds the ROUTER socket in the owning thread and serves until stop()."""
+
     def __init__(self, ctx: zmq.Context, endpoint: str, log_path: str, status: Callable[[], dict[str, Any]]):
+        super().__init__("recovery")
         self.ctx = ctx
         self.endpoint = endpoint
         self.log_path = log_path
         self.status = status
-        self.bound = ""
         self.requests = 0
         self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="recovery", daemon=True)
-
-    def start(self) -> str:
-        """Bind (in the owning thread) and serve; returns the bound endpoint or raises the bind error."""
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            raise self._error
-        return self.bound
 
     def stop(self) -> None:
         self._stop.set()
@@ -84,13 +76,12 @@ class RecoveryServer:
             sock = self.ctx.socket(zmq.ROUTER)
             sock.setsockopt(zmq.LINGER, 500)
             sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
-            self.bound = bind(sock, self.endpoint, "recovery")
+            bound = bind(sock, self.endpoint, "recovery")
             reader = LogReader(self.log_path)
         except BaseException as exc:  # reported to start()'s caller
-            self._error = exc
-            self._ready.set()
+            self._set_up(error=exc)
             return
-        self._ready.set()
+        self._set_up(bound)
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         try:
