@@ -37,7 +37,7 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0 = all cores
     bank_size: int = 0  # patch head: memory-bank entries; 0 = sized so scoring costs bank_budget x the backbone
     bank_budget: float = 0.25
-    bank_dims: int = 128  # patch head: principal axes the patches are projected on; 0 = the raw channels
+    bank_dims: int = 128  # patch head: principal axes the patches are projected on; 0 (or >= the channels) = raw
     # patch head: "all" = the shipped bank holds every good image's patches, the held-out ones
     # included once they have set the threshold against the training split's bank; "train" = never them.
     bank_from: str = "all"
