@@ -181,8 +181,13 @@ def quantize_model(src: str | Path, dst: str | Path, calib: str | Path, cfg: Qua
         raise InspectorError(f"{dst}: the output would overwrite the FP32 model it is made from; give another -o")
     items = check_items(check if check is not None else calib) if measure_cost else None
     if check is not None and items is None:
-        raise InspectorError(f"--check {check}: no test/ folder with good and defective images (MVTec layout)")
-    proto = onnx.load(str(src))
+        what = "no such folder" if not Path(check).exists() else "not a folder" if not Path(check).is_dir() else \
+            "no test/ folder with good and defective images (MVTec layout)"
+        raise InspectorError(f"--check {check}: {what}")
+    try:
+        proto = onnx.load(str(src))
+    except Exception as exc:  # protobuf's DecodeError and friends: a file that is not an ONNX model
+        raise ModelError(f"{src}: not a loadable ONNX model ({type(exc).__name__}: {str(exc)[:120]})") from None
     meta = read_meta(proto, src)
     if meta.precision != "fp32":
         raise ModelError(f"{src}: already {meta.precision}; quantise the FP32 model")

@@ -149,15 +149,19 @@ def test_quantize_refuses_an_int8_model(quantized, piped, tmp_path):
     assert proc.returncode == 2 and "already int8" in proc.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--max-auroc-loss", "nan"], "--max-auroc-loss: nan"),
-    (["--check", "{good}"], "--check"),
-    (["-o", "{model}"], "would overwrite the FP32 model"),
+@pytest.mark.parametrize("model, args, message", [
+    ("{model}", ["--max-auroc-loss", "nan"], "--max-auroc-loss: nan"),
+    ("{model}", ["--check", "{good}"], "--check"),
+    ("{model}", ["-o", "{model}"], "would overwrite the FP32 model"),
+    ("{junk}", [], "junk.onnx: not a loadable ONNX model"),
 ])
-def test_quantize_rejects_bad_options(model_path, piped, tmp_path, args, message):
-    args = [a.format(good=piped / "train" / "good", model=model_path) for a in args]
+def test_quantize_rejects_bad_options(model_path, piped, tmp_path, model, args, message):
+    junk = tmp_path / "junk.onnx"
+    junk.write_text("not an onnx model")
+    names = {"good": piped / "train" / "good", "model": model_path, "junk": junk}
+    model, args = model.format(**names), [a.format(**names) for a in args]
     out = [] if "-o" in args else ["-o", str(tmp_path / "x.onnx")]
-    proc = subprocess.run([str(INSPECTOR), "quantize", str(model_path), *out, "--calib", str(piped), *args],
+    proc = subprocess.run([str(INSPECTOR), "quantize", model, *out, "--calib", str(piped), *args],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
