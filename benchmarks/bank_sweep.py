@@ -34,30 +34,12 @@ from inspector.dataset import test_items, train_images  # noqa: E402
 from inspector.modelmeta import Preprocess  # noqa: E402
 from trainer.backbones import create_backbone  # noqa: E402
 from trainer.coreset import backbone_flops, greedy_coreset  # noqa: E402
-from trainer.model import patch_features, principal_axes  # noqa: E402
-from trainer.train import backbone_features, load_crops, split  # noqa: E402
+from trainer.model import PatchHead, principal_axes  # noqa: E402
+from trainer.train import backbone_features, head_scores, load_crops, patch_rows, split  # noqa: E402
 
 
 def log(msg: str) -> None:
     print(f"[bank_sweep {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-@torch.inference_mode()
-def flat_patches(feats) -> torch.Tensor:
-    """[N, C, h, w] fused patches of every image -> [N, h*w, C]."""
-    out = torch.cat([patch_features(feats[0][i : i + 32], feats[1][i : i + 32]) for i in range(0, len(feats[0]), 32)])
-    return out.permute(0, 2, 3, 1).reshape(len(out), -1, out.shape[1]).contiguous()
-
-
-@torch.inference_mode()
-def image_scores(test: torch.Tensor, bank: torch.Tensor) -> np.ndarray:
-    """Max over positions of the distance to the nearest bank entry, per test image."""
-    bank_sq = (bank * bank).sum(1)
-    scores = []
-    for img in test:  # [h*w, C]
-        d2 = (img * img).sum(1, keepdim=True) - 2.0 * (img @ bank.T) + bank_sq
-        scores.append(float(d2.min(dim=1).values.clamp_min(0).max().sqrt()))
-    return np.asarray(scores)
 
 
 def main() -> None:
@@ -80,12 +62,11 @@ def main() -> None:
     items = test_items(args.data)
     labels = np.array([it.is_anomalous for it in items], dtype=int)
     t0 = time.time()
-    train_p = flat_patches(backbone_features(backbone, load_crops([goods[i] for i in tr], pre), "cpu"))
-    test_p = flat_patches(backbone_features(backbone, load_crops([it.path for it in items], pre), "cpu"))
+    all_train = patch_rows(backbone_features(backbone, load_crops([goods[i] for i in tr], pre), "cpu"), np.arange(len(tr)))
+    test_feats = backbone_features(backbone, load_crops([it.path for it in items], pre), "cpu")
     log(f"features of {len(tr)} good images for the bank and {len(items)} test images in {time.time() - t0:.0f}s")
     flops = backbone_flops(backbone, 224)
-    positions, channels = train_p.shape[1], train_p.shape[2]
-    all_train = train_p.reshape(-1, channels)
+    positions, channels = len(all_train) // len(tr), all_train.shape[1]
 
     spaces = []
     for d in (int(x) for x in args.dims.split(",")):
@@ -94,13 +75,14 @@ def main() -> None:
     rows = []
     for dim, pca in spaces:
         tr_x = all_train if pca is None else (all_train - pca[0]) @ pca[1]
-        te_x = test_p if pca is None else (test_p - pca[0]) @ pca[1]
         for size in (int(s) for s in args.sizes.split(",")):
             m = len(tr_x) if size <= 0 or size >= len(tr_x) else size
             t0 = time.time()
             idx = torch.arange(len(tr_x)) if m == len(tr_x) else greedy_coreset(tr_x, m, args.seed)
             t_core = time.time() - t0
-            scores = image_scores(te_x, tr_x[idx].contiguous())
+            # the product's own head; one image at a time: a whole bank x 32 images would not fit in memory
+            head = PatchHead(tr_x[idx], *((pca[1], pca[0]) if pca else ()))
+            scores = head_scores(head, test_feats, batch=1)
             auroc = float(roc_auc_score(labels, scores))
             cost = 2 * positions * (m * dim + (channels * dim if pca else 0)) / flops
             rows.append({"dims": dim, "pca": pca is not None, "bank": m, "of": len(tr_x), "image_auroc": round(auroc, 4),

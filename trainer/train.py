@@ -66,9 +66,17 @@ def backbone_features(backbone: Backbone, crops: np.ndarray, device: str) -> Fea
 
 
 @torch.inference_mode()
-def head_scores(head: torch.nn.Module, feats: Feats) -> np.ndarray:
+def head_scores(head: torch.nn.Module, feats: Feats, batch: int = 32) -> np.ndarray:
     head.eval()
-    return torch.cat([head(feats[0][i : i + 32], feats[1][i : i + 32])[0] for i in range(0, len(feats[0]), 32)]).cpu().numpy()
+    return torch.cat([head(feats[0][i : i + batch], feats[1][i : i + batch])[0] for i in range(0, len(feats[0]), batch)]).cpu().numpy()
+
+
+@torch.inference_mode()
+def patch_rows(feats: Feats, images: np.ndarray) -> torch.Tensor:
+    """The fused, 3x3-averaged patches of the given images, one row per position: [len(images)*h*w, C] (CPU)."""
+    f3, f4 = feats[0][images], feats[1][images]
+    patches = torch.cat([patch_features(f3[i : i + 32], f4[i : i + 32]) for i in range(0, len(f3), 32)])
+    return patches.permute(0, 2, 3, 1).reshape(-1, patches.shape[1]).cpu()
 
 
 def defect_batch(synth: AnomalySynth, crops: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -167,16 +175,14 @@ def train_cse(backbone: Backbone, feats: Feats, crops: np.ndarray, tr: np.ndarra
 def build_patch(backbone: Backbone, feats: Feats, tr: np.ndarray, cfg: TrainConfig, log) -> tuple[torch.nn.Module, dict]:
     from .model import PatchHead, principal_axes
 
-    with torch.inference_mode():
-        patches = torch.cat([patch_features(feats[0][tr][i : i + 32], feats[1][tr][i : i + 32]) for i in range(0, len(tr), 32)])
-    c, h, w = patches.shape[1:]
-    flat = patches.permute(0, 2, 3, 1).reshape(-1, c).cpu()
+    flat = patch_rows(feats, tr)
+    c, positions = flat.shape[1], flat.shape[0] // len(tr)
     dims = cfg.bank_dims if 0 < cfg.bank_dims < c else 0
     proj = mean = None
     if dims:
         mean, proj = principal_axes(flat, dims)
         flat = (flat - mean) @ proj
-    size = cfg.bank_size or bank_size_for_budget(backbone.cpu(), cfg.crop, c, h * w, cfg.bank_budget, dims)
+    size = cfg.bank_size or bank_size_for_budget(backbone.cpu(), cfg.crop, c, positions, cfg.bank_budget, dims)
     backbone.to(cfg.device)
     t0 = time.time()
     idx = greedy_coreset(flat, size, cfg.seed, log=log)
