@@ -180,7 +180,7 @@ def quantize_model(src: str | Path, dst: str | Path, calib: str | Path, cfg: Qua
     if src.resolve() == dst.resolve():
         raise InspectorError(f"{dst}: the output would overwrite the FP32 model it is made from; give another -o")
     items = check_items(check if check is not None else calib) if measure_cost else None
-    if check is not None and items is None:
+    if measure_cost and check is not None and items is None:
         what = "no such folder" if not Path(check).exists() else "not a folder" if not Path(check).is_dir() else \
             "no test/ folder with good and defective images (MVTec layout)"
         raise InspectorError(f"--check {check}: {what}")
