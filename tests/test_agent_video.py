@@ -86,7 +86,9 @@ def test_missing_camera_is_an_outage_with_backoff_not_a_crash(agent_model, tmp_p
 def test_live_source_that_disappears_reconnects_and_reports_the_outage(agent_model, frames, tmp_path):
     video = write_video(tmp_path / "cam.avi", frames * 2, fps=100)
     away = tmp_path / "cam.away"
-    cfg = config(tmp_path, agent_model, video=str(video), live=True, reconnect_min_s=0.1, reconnect_max_s=0.4,
+    # fast: the grabber reads unpaced, so it outruns the pipeline on any machine (at 100 fps an idle
+    # one kept up, and no frame was ever overwritten)
+    cfg = config(tmp_path, agent_model, video=str(video), live=True, fast=True, reconnect_min_s=0.1, reconnect_max_s=0.4,
                  batch=1, queue_size=1)
     agent, col = open_agent(cfg)
     try:
