@@ -1,7 +1,7 @@
 """Patch head: image AUROC against memory-bank size (and feature projection), on one category.
 
     .venv/bin/python benchmarks/bank_sweep.py ../shared/data/magnetic_tile \
-        --dims 0,128 --sizes 1500,5000,10000,0 --json benchmarks/results/bank_sweep.json
+        --dims 0,128 --sizes 1500,budget,10000,0 --sigmas 0,2 --json benchmarks/results/bank_sweep.json
 
 Uses the trainer's own pieces (same backbone, preprocessing, split, fused 3x3-averaged patches,
 principal axes, greedy coreset), so each row is what `inspector train --scoring patch` scores with
@@ -9,7 +9,7 @@ principal axes, greedy coreset), so each row is what `inspector train --scoring 
 whole bank (every patch). Dims 0 = the raw channels; D > 0 projects the patches onto their D
 leading principal axes first (a MatMul in the graph), which buys C/D more bank entries for the same
 scoring cost. --bank-from all (the trainer's default) banks every good image, train the training
-split only. The scoring cost of each row is given as a fraction of the backbone's FLOPs. Writes a
+split only. --sigmas: the distance-map smoothing (`map_sigma`) of each row. The scoring cost of each row is given as a fraction of the backbone's FLOPs. Writes a
 PNG of AUROC against that cost.
 """
 
@@ -33,8 +33,8 @@ from inspector.bench.hardware import load_average  # noqa: E402
 from inspector.dataset import test_items, train_images  # noqa: E402
 from inspector.modelmeta import Preprocess  # noqa: E402
 from trainer.backbones import create_backbone  # noqa: E402
-from trainer.coreset import backbone_flops, greedy_coreset  # noqa: E402
-from trainer.model import PatchHead, principal_axes  # noqa: E402
+from trainer.coreset import backbone_flops, bank_size_for_budget, greedy_coreset  # noqa: E402
+from trainer.model import PatchHead, gaussian_smoothing, principal_axes  # noqa: E402
 from trainer.train import backbone_features, head_scores, load_crops, patch_rows, split  # noqa: E402
 
 
@@ -46,8 +46,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("data", type=Path)
     ap.add_argument("--backbone", default="efficientnet_lite2")
-    ap.add_argument("--sizes", default="1500,5000,10000,0", help="bank sizes; 0 = every patch")
+    ap.add_argument("--sizes", default="1500,5000,10000,0", help="bank sizes; 0 = every patch, budget = the trainer's default (bank_budget 0.25)")
     ap.add_argument("--dims", default="0,128", help="principal axes to project on; 0 = the raw channels")
+    ap.add_argument("--sigmas", default="0,2", help="distance-map smoothing, in map positions; 0 = none")
     ap.add_argument("--bank-from", choices=("all", "train"), default="all")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path)
@@ -67,6 +68,8 @@ def main() -> None:
     log(f"features of {len(tr)} good images for the bank and {len(items)} test images in {time.time() - t0:.0f}s")
     flops = backbone_flops(backbone, 224)
     positions, channels = len(all_train) // len(tr), all_train.shape[1]
+    h, w = test_feats[0].shape[-2:]
+    sigmas = [float(x) for x in args.sigmas.split(",")]
 
     spaces = []
     for d in (int(x) for x in args.dims.split(",")):
@@ -75,26 +78,30 @@ def main() -> None:
     rows = []
     for dim, pca in spaces:
         tr_x = all_train if pca is None else (all_train - pca[0]) @ pca[1]
-        for size in (int(s) for s in args.sizes.split(",")):
+        for token in args.sizes.split(","):
+            size = (bank_size_for_budget(backbone, 224, channels, positions, 0.25, dim if pca else 0)
+                    if token == "budget" else int(token))
             m = len(tr_x) if size <= 0 or size >= len(tr_x) else size
             t0 = time.time()
             idx = torch.arange(len(tr_x)) if m == len(tr_x) else greedy_coreset(tr_x, m, args.seed)
             t_core = time.time() - t0
-            # the product's own head; one image at a time: a whole bank x 32 images would not fit in memory
-            head = PatchHead(tr_x[idx], *((pca[1], pca[0]) if pca else ()))
-            scores = head_scores(head, test_feats, batch=1)
-            auroc = float(roc_auc_score(labels, scores))
             cost = 2 * positions * (m * dim + (channels * dim if pca else 0)) / flops
-            rows.append({"dims": dim, "pca": pca is not None, "bank": m, "of": len(tr_x), "image_auroc": round(auroc, 4),
-                         "cost_vs_backbone": round(cost, 3), "coreset_s": round(t_core, 1)})
-            log(f"dims {dim:4d} bank {m:6d}: AUROC {auroc:.4f}, scoring {100 * cost:.0f}% of the backbone, coreset {t_core:.0f}s")
+            for sigma in sigmas:
+                # the product's own head; one image at a time: a whole bank x 32 images would not fit in memory
+                head = PatchHead(tr_x[idx], *((pca[1], pca[0]) if pca else (None, None)), gaussian_smoothing(h, w, sigma))
+                auroc = float(roc_auc_score(labels, head_scores(head, test_feats, batch=1)))
+                rows.append({"dims": dim, "pca": pca is not None, "bank": m, "of": len(tr_x), "map_sigma": sigma,
+                             "image_auroc": round(auroc, 4), "cost_vs_backbone": round(cost, 3), "coreset_s": round(t_core, 1)})
+                log(f"dims {dim:4d} bank {m:6d} sigma {sigma:g}: AUROC {auroc:.4f}, scoring {100 * cost:.0f}% of the backbone, "
+                    f"coreset {t_core:.0f}s")
 
-    print("| features | bank entries | scoring FLOPs vs backbone | image AUROC |")
-    print("|---|---|---|---|")
-    for r in rows:
+    print("| features | bank entries | scoring FLOPs vs backbone | " + " | ".join(f"AUROC, map_sigma {s:g}" for s in sigmas) + " |")
+    print("|---|---|---|" + "---|" * len(sigmas))
+    for r in rows[:: len(sigmas)]:
         feat = f"PCA {r['dims']}" if r["pca"] else f"raw {r['dims']}"
         bank = f"{r['bank']} (all)" if r["bank"] == r["of"] else str(r["bank"])
-        print(f"| {feat} | {bank} | {100 * r['cost_vs_backbone']:.0f}% | {r['image_auroc']:.4f} |")
+        same = [q for q in rows if (q["dims"], q["pca"], q["bank"]) == (r["dims"], r["pca"], r["bank"])]
+        print(f"| {feat} | {bank} | {100 * r['cost_vs_backbone']:.0f}% | " + " | ".join(f"{q['image_auroc']:.4f}" for q in same) + " |")
     result = {"data": str(args.data), "backbone": args.backbone, "weights": weights_id, "bank_from": args.bank_from, "bank_images": int(len(tr)),
               "test_images": len(items), "backbone_gflops": round(flops / 1e9, 3), "load_average": load_average(), "rows": rows}
     if args.json:
@@ -108,9 +115,10 @@ def main() -> None:
 
         fig, ax = plt.subplots(figsize=(6, 4))
         for dim, pca in spaces:
-            rs = [r for r in rows if r["dims"] == dim and r["pca"] == (pca is not None)]
-            ax.plot([100 * r["cost_vs_backbone"] for r in rs], [r["image_auroc"] for r in rs], "o-",
-                    label=f"PCA {dim}" if pca else f"raw {dim}")
+            for sigma in sigmas:
+                rs = [r for r in rows if r["dims"] == dim and r["pca"] == (pca is not None) and r["map_sigma"] == sigma]
+                ax.plot([100 * r["cost_vs_backbone"] for r in rs], [r["image_auroc"] for r in rs], "o-",
+                        label=(f"PCA {dim}" if pca else f"raw {dim}") + f", map_sigma {sigma:g}")
         ax.set_xscale("log")
         ax.set_xlabel("scoring FLOPs, % of the backbone")
         ax.set_ylabel("image AUROC")

@@ -151,3 +151,38 @@ def test_quantize_keeps_the_threshold_of_a_bank_holding_the_held_out_goods(auto_
     assert proc.returncode == 0, proc.stderr
     assert "in this patch model's memory bank" in proc.stderr
     assert meta_of(q)["threshold"] == meta_of(patch)["threshold"] and meta_of(q)["precision"] == "int8"
+
+
+def test_map_smoothing_keeps_levels_and_spreads_a_lone_spike():
+    """Renormalised at the borders: a uniform map stays uniform (border positions are not pulled
+    down); a lone far patch is spread and lowered, an extended far region much less."""
+    from trainer.model import gaussian_smoothing
+
+    assert gaussian_smoothing(14, 14, 0) is None
+    s = gaussian_smoothing(14, 14, 1.5)
+    assert s.shape == (196, 196) and torch.allclose(s.sum(1), torch.ones(196), atol=1e-6)
+    flat = torch.full((1, 196), 3.0)
+    assert torch.allclose(flat @ s.T, flat, atol=1e-5)
+    spike = torch.zeros(14, 14)
+    spike[0, 0] = 1.0  # a corner: renormalisation must not inflate it
+    region = torch.zeros(14, 14)
+    region[4:10, 4:10] = 1.0
+    ss, sr = (spike.reshape(1, -1) @ s.T).max(), (region.reshape(1, -1) @ s.T).max()
+    assert ss < 0.25 and sr > 0.85
+
+
+def test_patch_model_smooths_its_map_in_the_fp32_head(auto_models):
+    """The smoothing is a MatMul after the distances: in the graph, and kept FP32 by the FP16 conversion."""
+    from build_engine import fp16
+
+    out, _ = auto_models
+    chosen = meta_of(out)
+    patch = out if chosen["head"] == "patch" else out.with_name(chosen["training"]["selection"]["alternative"])
+    assert meta_of(patch)["training"]["map_sigma"] == 1.5
+    model = fp16.load_model(patch)
+    inits = {t.name: t for t in model.graph.initializer}
+    smooth = [n for n in model.graph.node if n.op_type == "MatMul" and any(
+        i in inits and tuple(inits[i].dims) == (196, 196) for i in n.input)]
+    assert len(smooth) == 1
+    conv = fp16.convert_fp16(model)
+    assert smooth[0].name in conv.head

@@ -41,6 +41,7 @@ class TrainConfig:
     # patch head: "all" = the shipped bank holds every good image's patches, the held-out ones
     # included once they have set the threshold against the training split's bank; "train" = never them.
     bank_from: str = "all"
+    map_sigma: float = 1.5  # patch head: Gaussian smoothing of the distance map before its max, in map positions; 0 = none
 
     def validate(self, source: str) -> None:
         require(self.scoring in SCORINGS, source, "scoring", f"must be one of {SCORINGS}")
@@ -48,6 +49,7 @@ class TrainConfig:
         require(0 < self.bank_budget <= 4, source, "bank_budget", "must be in (0, 4]")
         require(self.bank_dims >= 0, source, "bank_dims", "must be >= 0 (0 = the raw channels)")
         require(self.bank_from in ("all", "train"), source, "bank_from", "must be all or train")
+        require(0 <= self.map_sigma <= 8, source, "map_sigma", "must be in [0, 8] map positions (0 = no smoothing)")
         require(self.backbone in REGISTRY, source, "backbone", f"{self.backbone!r} is not one of {sorted(REGISTRY)}")
         require(self.cosine in ("channels", "width"), source, "cosine", "must be channels or width")
         require(self.epochs >= 1, source, "epochs", "must be >= 1")

@@ -120,10 +120,15 @@ class PatchHead(nn.Module):
     Patches are first projected onto their leading principal axes (`proj` [C, D], `mean` [C]), a
     MatMul that lets a bank of the same scoring cost hold C/D times more entries, and drops the
     low-variance directions that carry mostly noise (benchmarks/bank_sweep.py measures both).
-    Plain MatMul + ReduceMin with static shapes, so TensorRT takes it as is. Distances stay FP32.
+    The distance map is then smoothed (`smooth` [h*w, h*w], see gaussian_smoothing) before its
+    maximum is taken: a lone far patch is more often noise on a good surface than a defect, which
+    covers neighbouring positions too. Plain MatMul + ReduceMin with static shapes, so TensorRT
+    takes it as is; the smoothing is a MatMul too, not a Conv, so it stays in the FP32 head region
+    (build_engine/fp16.py). Distances stay FP32.
     """
 
-    def __init__(self, bank: torch.Tensor, proj: torch.Tensor | None = None, mean: torch.Tensor | None = None):
+    def __init__(self, bank: torch.Tensor, proj: torch.Tensor | None = None, mean: torch.Tensor | None = None,
+                 smooth: torch.Tensor | None = None):
         super().__init__()
         bank = bank.float()
         if proj is None:
@@ -133,6 +138,10 @@ class PatchHead(nn.Module):
             self.register_buffer("proj_bias", -(mean.float() @ proj.float()))  # [D]
         self.register_buffer("bank_t", bank.t().contiguous())  # [D, M]
         self.register_buffer("bank_sq", (bank * bank).sum(1))  # [M]
+        if smooth is None:
+            self.smooth_t = None
+        else:
+            self.register_buffer("smooth_t", smooth.float().t().contiguous())  # [h*w, h*w]
 
     def project(self, flat: torch.Tensor) -> torch.Tensor:
         return flat if self.proj is None else flat @ self.proj + self.proj_bias
@@ -143,8 +152,28 @@ class PatchHead(nn.Module):
         flat = self.project(x.permute(0, 2, 3, 1).reshape(-1, c))  # [N*h*w, D]
         # ||x - b||^2 = ||x||^2 - 2 x.b + ||b||^2, nearest over the bank
         d2 = (flat * flat).sum(1, keepdim=True) - 2.0 * (flat @ self.bank_t) + self.bank_sq
-        amap = d2.min(dim=1).values.clamp_min(0.0).sqrt().reshape(-1, h, w)
+        dist = d2.min(dim=1).values.clamp_min(0.0).sqrt().reshape(-1, h * w)
+        if self.smooth_t is not None:
+            if self.smooth_t.shape[0] != h * w:
+                raise ValueError(f"smoothing built for {self.smooth_t.shape[0]} positions, the map has {h}x{w}")
+            dist = dist @ self.smooth_t
+        amap = dist.reshape(-1, h, w)
         return amap.amax(dim=(1, 2)), amap
+
+
+def gaussian_smoothing(h: int, w: int, sigma: float) -> torch.Tensor | None:
+    """[h*w, h*w]: row p holds the Gaussian weights (sigma in map positions) of every position
+    around p, renormalised to sum 1 where the window leaves the map, so border positions are not
+    pulled down. None for sigma 0 (no smoothing)."""
+    if sigma <= 0:
+        return None
+
+    def axis(n: int) -> torch.Tensor:
+        r = torch.arange(n, dtype=torch.float64)
+        g = torch.exp(-((r[:, None] - r[None, :]) ** 2) / (2.0 * sigma * sigma))
+        return g / g.sum(1, keepdim=True)
+
+    return torch.kron(axis(h), axis(w)).float()  # separable: the 2-D window's sum is the product of the 1-D sums
 
 
 def principal_axes(x: torch.Tensor, dims: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -173,7 +173,7 @@ def train_cse(backbone: Backbone, feats: Feats, crops: np.ndarray, tr: np.ndarra
 
 
 def build_patch(backbone: Backbone, feats: Feats, tr: np.ndarray, cfg: TrainConfig, log) -> tuple[torch.nn.Module, dict]:
-    from .model import PatchHead, principal_axes
+    from .model import PatchHead, gaussian_smoothing, principal_axes
 
     flat = patch_rows(feats, tr)
     c, positions = flat.shape[1], flat.shape[0] // len(tr)
@@ -188,7 +188,8 @@ def build_patch(backbone: Backbone, feats: Feats, tr: np.ndarray, cfg: TrainConf
     idx = greedy_coreset(flat, size, cfg.seed, log=log)
     log(f"[train] patch bank: {len(idx)} of {len(flat)} training patches (greedy coreset, {time.time() - t0:.0f}s), "
         + (f"{dims} principal axes of {c} channels" if dims else f"{c} channels"))
-    head = PatchHead(flat[idx], proj, mean).to(cfg.device).eval()
+    h, w = feats[0].shape[-2:]  # the fused map is the stride-16 one
+    head = PatchHead(flat[idx], proj, mean, gaussian_smoothing(h, w, cfg.map_sigma)).to(cfg.device).eval()
     return head, {"bank_size": int(len(idx)), "patches": int(len(flat)), "bank_dims": dims or int(c)}
 
 
