@@ -87,7 +87,8 @@ def evaluate(
             alt = result["alternative"]
             figs = selection["synthetic_auroc"]
             typer.echo(f"auto chose the {selection['chosen']} head: synthetic-defect validation AUROC "
-                       + ", ".join(f"{k} {v:.4f}" for k, v in figs.items()))
+                       + ", ".join(f"{k} {v:.4f}" for k, v in figs.items())
+                       + (f"; {selection['reason']}" if selection.get("reason") else ""))
             typer.echo(f"on these real defects: {selection['chosen']} {result['image_auroc']:.4f}, "
                        f"{alt['head']} {alt['image_auroc']:.4f} ({alt_file.name})")
         if report:

@@ -44,7 +44,9 @@ def test_auto_writes_both_heads_in_one_contract(auto_models, piped):
     alt = out.with_name(sel["alternative"])
     assert alt.name == f"piped.{other}.onnx" and alt.is_file()
     assert set(sel["synthetic_auroc"]) == {"cse", "patch"}
-    assert sel["chosen"] == chosen["head"] == max(sel["synthetic_auroc"], key=lambda k: (sel["synthetic_auroc"][k], k == "cse"))
+    lo, hi = sel["cse_minus_patch_90"]
+    assert sel["chosen"] == chosen["head"] == ("cse" if lo > 0 else "patch")  # patch unless cse is resolvably better
+    assert sel["reason"]
     crops = load_crops(sorted((piped / "test" / "defect").iterdir())[:4], _pre(chosen))
     for path, meta in ((out, chosen), (alt, meta_of(alt))):
         s = ort.InferenceSession(str(path))
@@ -89,6 +91,28 @@ def test_patch_head_matches_pytorch(piped):
         assert np.abs(amap - tm.numpy()).max() <= 1e-5 * np.abs(tm.numpy()).max() + 1e-4
     finally:
         path.unlink()
+
+
+def test_auto_decides_only_on_a_difference_the_held_out_images_resolve():
+    from sklearn.metrics import roc_auc_score
+
+    from trainer.selection import auroc, choose
+
+    rng = np.random.default_rng(0)
+    good, bad = rng.normal(0, 1, 10).round(1), rng.normal(1, 1, 30).round(1)  # rounded: ties count half
+    assert auroc(good, bad) == pytest.approx(roc_auc_score(np.r_[np.zeros(10), np.ones(30)], np.r_[good, bad]))
+    n = 10  # held-out goods, each with 3 probes (family-major: probe k * n + i is on image i)
+    # cse separates every probe, patch none: resolvable even on 10 images
+    clear = choose({"cse": rng.normal(0, 0.1, n), "patch": rng.normal(0, 1, n)},
+                   {"cse": rng.normal(5, 0.1, 3 * n), "patch": rng.normal(0, 1, 3 * n)})
+    assert clear["chosen"] == "cse" and clear["cse_minus_patch_90"][0] > 0.2
+    # the same scores but one probe apart: not resolvable, the patch head ships
+    worst = np.zeros(3 * n, bool)
+    worst[np.argmax(bad)] = True
+    close = choose({"cse": good, "patch": good}, {"cse": bad, "patch": np.where(worst, -9.0, bad)})
+    lo, hi = close["cse_minus_patch_90"]
+    assert close["chosen"] == "patch" and lo <= 0 <= hi and "cannot tell" in close["reason"]
+    assert close["synthetic_auroc"]["cse"] > close["synthetic_auroc"]["patch"]  # the higher figure alone would pick cse
 
 
 def test_greedy_coreset_covers_the_points():

@@ -115,7 +115,7 @@ def patch_features(f3: torch.Tensor, f4: torch.Tensor) -> torch.Tensor:
 
 
 class PatchHead(nn.Module):
-    """Distance of every position to its nearest memory-bank patch; score = the largest (the worst spot).
+    """Distance of every position to its nearest memory-bank patch, smoothed; score = the largest (the worst spot).
 
     Patches are first projected onto their leading principal axes (`proj` [C, D], `mean` [C]), a
     MatMul that lets a bank of the same scoring cost hold C/D times more entries, and drops the

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
 from inspector import __version__
@@ -37,6 +36,7 @@ from .config import TrainConfig
 from .coreset import bank_size_for_budget, greedy_coreset
 from .memory import kmeans_centers
 from .probe_defects import probe_batch
+from .selection import choose
 from .model import CSEHead, Decoder, Embedder, InferenceModel, bgr_u8_to_rgb01, contrastive_loss, decoder_loss, patch_features
 
 FEATURE_BATCH = 16
@@ -193,12 +193,6 @@ def build_patch(backbone: Backbone, feats: Feats, tr: np.ndarray, cfg: TrainConf
     return head, {"bank_size": int(len(idx)), "patches": int(len(flat)), "bank_dims": dims or int(c)}
 
 
-def synthetic_auroc(head, val_feats: Feats, defect_feats: Feats) -> float:
-    """AUROC of held-out goods against synthesized defects on the same images: needs no real defects."""
-    good, bad = head_scores(head, val_feats), head_scores(head, defect_feats)
-    return float(roc_auc_score(np.r_[np.zeros(len(good)), np.ones(len(bad))], np.r_[good, bad]))
-
-
 def train(data: str | Path, cfg: TrainConfig, log=print) -> TrainResult:
     t_start = time.time()
     torch.manual_seed(cfg.seed)
@@ -245,11 +239,10 @@ def train(data: str | Path, cfg: TrainConfig, log=print) -> TrainResult:
     if cfg.scoring == "auto":
         # Probe defects of families CSE never trained on: its own generator's would favour it.
         defect_feats = backbone_features(backbone, probe_batch(crops[va], np.random.default_rng(cfg.seed + 2)), dev)
-        figures = {name: synthetic_auroc(h, val_feats, defect_feats) for name, h in heads.items()}
-        chosen = max(figures, key=lambda n: (figures[n], n == "cse"))  # a tie goes to the faster cse
-        selection = {"method": "held-out goods vs probe defects on them (scratch, spot, cut-paste), image AUROC",
-                     "synthetic_auroc": figures, "chosen": chosen}
-        log("[train] auto: probe-defect AUROC " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()) + f" -> {chosen}")
+        selection = choose({n: head_scores(h, val_feats) for n, h in heads.items()},
+                           {n: head_scores(h, defect_feats) for n, h in heads.items()}, seed=cfg.seed)
+        log("[train] auto: probe-defect AUROC " + ", ".join(f"{k} {v:.4f}" for k, v in selection["synthetic_auroc"].items())
+            + f" -> {selection['chosen']}: {selection['reason']}")
     order = [selection["chosen"]] + [n for n in heads if n != selection["chosen"]] if selection else list(heads)
     shipped = dict(heads)
     if "patch" in heads and cfg.bank_from == "all":
