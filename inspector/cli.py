@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Optional
@@ -45,6 +46,8 @@ def train(
         "lr": lr, "clusters": clusters, "anomaly_source": str(anomaly_source) if anomaly_source else None,
         "device": device, "seed": seed,
     })
+    if output is not None and output.is_dir():  # said before minutes of training, not after
+        raise InspectorError(f"-o {output}: is a folder; give the model's file name")
     result = run_training(data, cfg, log=lambda m: typer.echo(m, err=True))
     out = output or Path(f"{result.meta.category}.onnx")
     if result.alternative is not None:  # auto: keep the other head beside it, for `evaluate` to compare
@@ -69,28 +72,41 @@ def evaluate(
     """Image AUROC, pixel AUROC, false-reject and escape rates at the stored threshold."""
     from .backends import open_backend
     from .evaluate import evaluate as run_eval, summary_lines
+    from .errors import ModelError
 
+    if threshold is not None and not math.isfinite(threshold):
+        raise InspectorError(f"--threshold: {threshold} is not a finite number")
     with open_backend(model, backend) as be:
         result = run_eval(be, data, report, threshold)
-        selection = be.meta.training.get("selection")
+        meta = be.meta
+    selection = meta.training.get("selection")
     alt_file = model.with_name(selection["alternative"]) if selection and selection.get("alternative") else None
     if alt_file is not None and alt_file.is_file():  # auto-trained: evaluate the other head too
         with open_backend(alt_file, backend) as be:
+            if be.meta.head == meta.head or be.meta.category != meta.category:
+                raise ModelError(f"{alt_file}: not the alternative of {model.name} (a {be.meta.category} {be.meta.head} model, "
+                                 f"expected {meta.category}'s other head)")
             result["alternative"] = {k: v for k, v in run_eval(be, data).items() if k != "scores"}
             result["alternative"]["head"] = be.meta.head
+    if selection:
+        result["selection"] = selection
     if json_out:
         typer.echo(json.dumps({k: v for k, v in result.items() if k != "scores"}, indent=2))
     else:
         for line in summary_lines(result):
             typer.echo(line)
-        if "alternative" in result:
-            alt = result["alternative"]
+        if selection:
             figs = selection["synthetic_auroc"]
             typer.echo(f"auto chose the {selection['chosen']} head: synthetic-defect validation AUROC "
                        + ", ".join(f"{k} {v:.4f}" for k, v in figs.items())
                        + (f"; {selection['reason']}" if selection.get("reason") else ""))
-            typer.echo(f"on these real defects: {selection['chosen']} {result['image_auroc']:.4f}, "
-                       f"{alt['head']} {alt['image_auroc']:.4f} ({alt_file.name})")
+            if "alternative" in result:
+                alt = result["alternative"]
+                fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731  (no defects: no AUROC)
+                typer.echo(f"on these real defects: {selection['chosen']} {fmt(result['image_auroc'])}, "
+                           f"{alt['head']} {fmt(alt['image_auroc'])} ({alt_file.name})")
+            elif alt_file is not None:
+                typer.echo(f"the other head's file {alt_file} is not there: only the chosen head was evaluated")
         if report:
             typer.echo(f"report: {report}/metrics.json, roc.png, histogram.png, worst_good.png, worst_defective.png")
 

@@ -89,7 +89,8 @@ def test_config_file_errors_name_the_key(tmp_path):
     assert got.epochs == 7 and got.lr == 0.001  # flags > file > defaults
     for text, key in [("epoch: 5\n", "epoch"), ("epochs: many\n", "epochs"), ("clusters: 0\n", "clusters"),
                       ("threshold_method: median\n", "threshold_method"), ("crop: 300\n", "crop"),
-                      ("map_sigma: -1\n", "map_sigma"), ("map_sigma: .nan\n", "map_sigma"), ("bank_from: some\n", "bank_from")]:
+                      ("map_sigma: -1\n", "map_sigma"), ("map_sigma: .nan\n", "map_sigma"), ("map_sigma: 1.0e-200\n", "map_sigma"),
+                      ("bank_from: some\n", "bank_from")]:
         cfg.write_text(text)
         with pytest.raises(ConfigError, match=key) as exc:
             resolve(TrainConfig, cfg, {})

@@ -164,8 +164,12 @@ def test_principal_axes_and_projected_bank():
     assert torch.allclose(torch.cdist(head.project(q), head.bank_t.T).min(1).values, exact, atol=0.05)
 
 
-def test_quantize_keeps_the_threshold_of_a_bank_holding_the_held_out_goods(auto_models, piped, tmp_path):
-    """Re-setting it on images that are in the bank would put it near 0 and reject every frame."""
+def test_quantize_carries_the_threshold_of_a_bank_holding_the_held_out_goods(auto_models, piped, tmp_path):
+    """Re-setting it on images that are in the bank would put it near 0 and reject every frame; kept
+    as is, INT8's noisier distances would reject more goods. It moves by the shift measured near it."""
+    from inspector.dataset import test_items
+    from inspector.quantize import carried_threshold, item_scores
+
     out, _ = auto_models
     chosen = meta_of(out)
     patch = out if chosen["head"] == "patch" else out.with_name(chosen["training"]["selection"]["alternative"])
@@ -173,8 +177,13 @@ def test_quantize_keeps_the_threshold_of_a_bank_holding_the_held_out_goods(auto_
     proc = subprocess.run([sys.executable, "-m", "inspector.cli", "quantize", str(patch), "-o", str(q), "--calib", str(piped),
                            "--calib-images", "8", "--max-auroc-loss", "100"], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert "in this patch model's memory bank" in proc.stderr
-    assert meta_of(q)["threshold"] == meta_of(patch)["threshold"] and meta_of(q)["precision"] == "int8"
+    assert "in this patch model's memory bank" in proc.stderr and "moved by INT8's score shift" in proc.stderr
+    fp32_thr, qmeta = meta_of(patch)["threshold"], meta_of(q)
+    items = test_items(piped)
+    expected = carried_threshold(fp32_thr["value"], item_scores(patch, items), item_scores(q, items))
+    assert qmeta["threshold"]["value"] == pytest.approx(expected, rel=1e-6) and expected != fp32_thr["value"]
+    assert qmeta["threshold"]["method"] == fp32_thr["method"] and qmeta["precision"] == "int8"
+    assert qmeta["training"]["quantization"]["threshold_fp32"] == fp32_thr["value"]
 
 
 def test_map_smoothing_keeps_levels_and_spreads_a_lone_spike():
@@ -210,3 +219,66 @@ def test_patch_model_smooths_its_map_in_the_fp32_head(auto_models):
     assert len(smooth) == 1
     conv = fp16.convert_fp16(model)
     assert smooth[0].name in conv.head
+
+
+def test_agent_runs_the_patch_model_unchanged(auto_models, piped, tmp_path):
+    """Folder in, verdicts out over real ZeroMQ: the agent needs nothing of the head but the contract."""
+    from agentkit import config, link_images, run_agent
+    from inspector import dataset
+    from inspector.backends import open_backend
+    from inspector.evaluate import score_items
+
+    out, _ = auto_models
+    chosen = meta_of(out)
+    patch = out if chosen["head"] == "patch" else out.with_name(chosen["training"]["selection"]["alternative"])
+    folder = tmp_path / "frames"
+    files = link_images(piped / "test" / "good", folder, 4) + link_images(piped / "test" / "defect", folder, 4)
+    summary, col, _ = run_agent(config(tmp_path, patch, folder=str(folder), batch=3))
+    col.close()
+    with open_backend(patch) as be:
+        ref = score_items(be, [dataset.TestItem(p, "good", None) for p in sorted(files)])
+        threshold = be.meta.threshold.value
+        assert be.meta.head == "patch"
+    got = {r["frame_id"]: r for r in col.results}
+    assert sorted(got) == sorted(p.name for p in files) and summary["published"] == len(files)
+    for p, s in zip(sorted(files), ref.scores):
+        assert got[p.name]["score"] == pytest.approx(float(s), abs=1e-5)
+        assert got[p.name]["verdict"] == ("fail" if s >= threshold else "pass")
+
+
+def _cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "inspector.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=REPO, timeout=timeout, env={**os.environ, "INSPECTOR_NO_PROGRESS": "1"})
+
+
+def test_evaluate_of_an_auto_model_without_defects_or_without_its_alternative(auto_models, piped, tmp_path):
+    out, _ = auto_models
+    alt = out.with_name(meta_of(out)["training"]["selection"]["alternative"])
+    goods_only = tmp_path / "goods_only"  # MVTec layout, but no defective test images
+    (goods_only / "test").mkdir(parents=True)
+    (goods_only / "train").mkdir()
+    (goods_only / "test" / "good").symlink_to(piped / "test" / "good")
+    (goods_only / "train" / "good").symlink_to(piped / "train" / "good")
+    proc = _cli("evaluate", out, goods_only)
+    assert proc.returncode == 0, proc.stderr
+    assert "on these real defects:" in proc.stdout and "n/a" in proc.stdout
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    (lone / out.name).symlink_to(out)  # the chosen head without the other one beside it
+    proc = _cli("evaluate", lone / out.name, piped)
+    assert proc.returncode == 0, proc.stderr
+    assert "auto chose the" in proc.stdout and f"{lone / alt.name} is not there" in proc.stdout
+    # the chosen model itself put where the other head should be: refused, one line
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    (wrong / out.name).symlink_to(out)
+    (wrong / alt.name).symlink_to(out)
+    proc = _cli("evaluate", wrong / out.name, piped)
+    assert proc.returncode == 2 and "not the alternative of" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    proc = _cli("evaluate", out, piped, "--threshold", "nan")
+    assert proc.returncode == 2 and "--threshold" in proc.stderr
+
+
+def test_train_refuses_a_folder_as_output_before_training(piped, tmp_path):
+    proc = _cli("train", piped, "-o", tmp_path, "--backbone", "efficientnet_lite0", "--epochs", "1", timeout=120)
+    assert proc.returncode == 2 and "is a folder" in proc.stderr and "[train]" not in proc.stderr

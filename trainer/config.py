@@ -49,7 +49,8 @@ class TrainConfig:
         require(0 < self.bank_budget <= 4, source, "bank_budget", "must be in (0, 4]")
         require(self.bank_dims >= 0, source, "bank_dims", "must be >= 0 (0 = the raw channels)")
         require(self.bank_from in ("all", "train"), source, "bank_from", "must be all or train")
-        require(0 <= self.map_sigma <= 8, source, "map_sigma", "must be in [0, 8] map positions (0 = no smoothing)")
+        require(self.map_sigma == 0 or 0.05 <= self.map_sigma <= 8, source, "map_sigma",
+                "must be 0 (no smoothing) or in [0.05, 8] map positions (below 0.05 the window is a single position)")
         require(self.backbone in REGISTRY, source, "backbone", f"{self.backbone!r} is not one of {sorted(REGISTRY)}")
         require(self.cosine in ("channels", "width"), source, "cosine", "must be channels or width")
         require(self.epochs >= 1, source, "epochs", "must be >= 1")

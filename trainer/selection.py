@@ -1,10 +1,9 @@
 """--scoring auto: which head ships, judged on held-out goods against probe defects on them.
 
 With 10 held-out images (a 32-image category) the two heads' probe AUROCs often differ by less
-than the validation can resolve, and picking the higher one then picks by noise (on PIPED it chose
-CSE where the patch head was better on the real defects, once by 8 points). So the difference is
-bootstrapped over the held-out images (each image with its probes, paired across the heads), and
-it decides only when its 90 % interval excludes 0. Otherwise the patch head ships: it has no
+than the validation can resolve, and picking the higher one then picks by noise (on PIPED it was
+wrong on 4 of 8 classes). So the difference is bootstrapped over the held-out images (each image
+with its probes, paired across the heads), and it decides only when its 90 % interval excludes 0. Otherwise the patch head ships: it has no
 trained part that can go wrong, and its 14x14 map localises more finely than CSE's 7x7.
 """
 

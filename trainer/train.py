@@ -263,6 +263,9 @@ def train(data: str | Path, cfg: TrainConfig, log=print) -> TrainResult:
     for name in order:
         head = heads[name]
         val_scores = head_scores(head, val_feats)
+        if not np.isfinite(val_scores).all():  # a model that scores NaN would fail every frame on the line
+            raise InspectorError(f"{data}: the {name} head scores {int((~np.isfinite(val_scores)).sum())} of "
+                                 f"{len(val_scores)} held-out good images as non-finite; no model written")
         thr = calibrate(val_scores, cfg.threshold_method, cfg.threshold_param)
         h, w = (cfg.crop // 32, cfg.crop // 32) if name == "cse" else (cfg.crop // 16, cfg.crop // 16)
         meta = ModelMeta(
