@@ -3,8 +3,9 @@
 With 10 held-out images (a 32-image category) the two heads' probe AUROCs often differ by less
 than the validation can resolve, and picking the higher one then picks by noise (on PIPED it was
 wrong on 4 of 8 classes). So the difference is bootstrapped over the held-out images (each image
-with its probes, paired across the heads), and it decides only when its 90 % interval excludes 0. Otherwise the patch head ships: it has no
-trained part that can go wrong, and its 14x14 map localises more finely than CSE's 7x7.
+with its probes, paired across the heads), and it decides only when its 90 % interval excludes
+0. Otherwise the patch head ships: it has no trained part that can go wrong, and its 14x14 map
+localises more finely than CSE's 7x7.
 """
 
 from __future__ import annotations
