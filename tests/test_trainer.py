@@ -100,3 +100,14 @@ def test_split_is_seeded_and_disjoint():
     assert np.array_equal(va, va2) and len(va) == 30 and len(tr) == 70
     assert not set(tr) & set(va)
     assert not np.array_equal(va, split(100, 0.3, seed=8)[1])
+
+
+def test_a_split_leaving_one_training_image_is_a_one_line_error(piped, tmp_path):
+    from inspector.errors import InspectorError
+    from trainer.config import TrainConfig
+    from trainer.train import train
+
+    for p in sorted((piped / "train" / "good").iterdir())[:6]:
+        (tmp_path / p.name).symlink_to(p)
+    with pytest.raises(InspectorError, match=r"val_fraction 0.9 leaves 1 of 6 good images"):
+        train(tmp_path, TrainConfig(backbone="efficientnet_lite0", epochs=1, val_fraction=0.9), log=lambda m: None)

@@ -128,7 +128,8 @@ def train_cse(backbone: Backbone, feats: Feats, crops: np.ndarray, tr: np.ndarra
     vm = with_defects(backbone, synth, (f3[va][v_m], f4[va][v_m]), crops[va][v_m], v_def, vrng, dev)
     v_def_t = torch.from_numpy(v_def).to(dev)
 
-    steps = math.ceil(len(tr) / cfg.batch_size)
+    # A last batch of one is skipped (BatchNorm needs two): not counted, so the progress bar ends at 100 %.
+    steps = len(tr) // cfg.batch_size + (len(tr) % cfg.batch_size >= 2)
     opt = torch.optim.Adam(embedder.parameters(), lr=cfg.lr, betas=(0.5, 0.999), weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=10 * cfg.lr, total_steps=cfg.epochs * steps)
     best = (math.inf, -1, None)
@@ -186,7 +187,7 @@ def build_patch(backbone: Backbone, feats: Feats, tr: np.ndarray, cfg: TrainConf
     backbone.to(cfg.device)
     t0 = time.time()
     idx = greedy_coreset(flat, size, cfg.seed, log=log)
-    log(f"[train] patch bank: {len(idx)} of {len(flat)} training patches (greedy coreset, {time.time() - t0:.0f}s), "
+    log(f"[train] patch bank: {len(idx)} of {len(flat)} patches of {len(tr)} good images (greedy coreset, {time.time() - t0:.0f}s), "
         + (f"{dims} principal axes of {c} channels" if dims else f"{c} channels"))
     h, w = feats[0].shape[-2:]  # the fused map is the stride-16 one
     head = PatchHead(flat[idx], proj, mean, gaussian_smoothing(h, w, cfg.map_sigma)).to(cfg.device).eval()
@@ -217,6 +218,9 @@ def train(data: str | Path, cfg: TrainConfig, log=print) -> TrainResult:
 
     crops = load_crops(paths, pre)
     tr, va = split(len(paths), cfg.val_fraction, cfg.seed)
+    if len(tr) < 2:
+        raise InspectorError(f"{data}: val_fraction {cfg.val_fraction:g} leaves {len(tr)} of {len(paths)} good images to train on; "
+                             "at least 2 are needed")
     t0 = time.time()
     feats = backbone_features(backbone, crops, dev)
     log(f"[train] cached backbone features of {len(crops)} images in {time.time() - t0:.1f}s "
