@@ -313,10 +313,20 @@ def auroc_check(src: Path, candidate: Path, items: list[TestItem] | None, cfg: Q
     loss = 100 * (fp32 - int8)
     if loss > cfg.max_auroc_loss:
         raise ModelError(f"{dst}: not written: INT8 image AUROC {int8:.4f} vs FP32 {fp32:.4f} on {data} ({loss:.2f} points lost, "
-                         f"more than --max-auroc-loss {cfg.max_auroc_loss:g}); keep more layers in FP32 (--keep-fp32) or use the FP32 model")
+                         f"more than --max-auroc-loss {cfg.max_auroc_loss:g}); keep more layers in FP32 "
+                         f"(--keep-fp32 {','.join(next_keep_fp32(cfg.keep_fp32))}) or use the FP32 model")
     log(f"[quantize] image AUROC FP32 {fp32:.4f}, INT8 {int8:.4f}: {loss:.2f} points lost (at most {cfg.max_auroc_loss:g} allowed)")
     return ({"data": str(data), "images": len(items), "image_auroc_fp32": round(fp32, 4), "image_auroc_int8": round(int8, 4),
              "loss_points": round(loss, 2), "max_loss_points": cfg.max_auroc_loss}, (s32, s8))
+
+
+def next_keep_fp32(keep: tuple[str, ...]) -> tuple[str, ...]:
+    """`keep` with the next backbone block added: the one to try after a refusal (full-resolution
+    blocks are the ones 8 bits hurt most; on the smoothed patch head block 1 took the loss from
+    0.60 to 0.15 point, docs/bench.md)."""
+    prefix = "backbone.features.blocks."
+    kept = [int(p[len(prefix):].rstrip(".")) for p in keep if p.startswith(prefix) and p[len(prefix):].rstrip(".").isdigit()]
+    return tuple(keep) + (f"{prefix}{max(kept, default=-1) + 1}",)
 
 
 def _set_meta(proto, meta: ModelMeta) -> None:

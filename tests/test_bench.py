@@ -138,9 +138,17 @@ def test_quantize_refuses_a_model_that_loses_too_much_auroc(quantized, model_pat
     loss = OnnxRuntimeBackend(quantized).meta.training["quantization"]["auroc_check"]["loss_points"]
     dst = tmp_path / "q.onnx"
     dst.write_bytes(b"an earlier file")
-    with pytest.raises(ModelError, match=r"q.onnx: not written: INT8 image AUROC .* more than --max-auroc-loss"):
+    with pytest.raises(ModelError, match=r"q.onnx: not written: INT8 image AUROC .* more than --max-auroc-loss .*blocks\.1\)"):
         quantize_model(model_path, dst, piped, QuantConfig(images=16, max_auroc_loss=loss - 0.02))
     assert dst.read_bytes() == b"an earlier file" and sorted(p.name for p in tmp_path.iterdir()) == ["q.onnx"]
+
+
+def test_a_refusal_names_the_next_block_to_keep_in_fp32():
+    from inspector.quantize import QuantConfig, next_keep_fp32
+
+    default = QuantConfig().keep_fp32
+    assert next_keep_fp32(default) == default + ("backbone.features.blocks.1",)
+    assert next_keep_fp32(("head.",)) == ("head.", "backbone.features.blocks.0")
 
 
 def test_quantize_refuses_an_int8_model(quantized, piped, tmp_path):
