@@ -149,15 +149,10 @@ class _Reader:
         self.i = 0
 
 
-def item_scores(model: Path, items: list[TestItem]) -> np.ndarray:
-    from .backends.onnxruntime_backend import OnnxRuntimeBackend
-    from .evaluate import score_items
-
-    with OnnxRuntimeBackend(model) as be:
-        return np.asarray(score_items(be, items).scores, dtype=np.float64)
+NEAR_THRESHOLD = 20  # check images whose INT8 - FP32 shift moves a threshold that cannot be re-set
 
 
-def carried_threshold(threshold: float, fp32: np.ndarray, int8: np.ndarray, near: int = 20) -> float:
+def carried_threshold(threshold: float, fp32: np.ndarray, int8: np.ndarray, near: int = NEAR_THRESHOLD) -> float:
     """The FP32 threshold moved by INT8's score shift where it matters: the median INT8 - FP32
     difference over the `near` images scoring closest to the threshold in FP32 (no labels used)."""
     idx = np.argsort(np.abs(fp32 - threshold))[:near]
@@ -258,10 +253,10 @@ def quantize_model(src: str | Path, dst: str | Path, calib: str | Path, cfg: Qua
     _set_meta(qproto, qmeta)
     onnx.save(qproto, str(partial))
     try:
-        check, pair = auroc_check(src, partial, items, cfg, dst, log) if measure_cost else (None, None)
-        info["auroc_check"] = check
+        cost, pair = auroc_check(src, partial, items, cfg, dst, log) if measure_cost else (None, None)
+        info["auroc_check"] = cost
         if val_paths and recalibrate:  # the threshold, re-set on the trainer's held-out goods scored in INT8
-            scores = good_scores(partial, val_paths)
+            scores = model_scores(partial, val_paths)
             thr = calibrate(scores, meta.threshold.method, meta.threshold.param)
             info["threshold_fp32"] = meta.threshold.value
             qmeta = dataclasses.replace(qmeta, threshold=thr, good_scores=score_stats(scores))
@@ -271,7 +266,7 @@ def quantize_model(src: str | Path, dst: str | Path, calib: str | Path, cfg: Qua
             # reject more goods. Moved by the shift measured on the check images instead.
             value = carried_threshold(meta.threshold.value, *pair)
             info["threshold_fp32"] = meta.threshold.value
-            info["threshold_carried_on"] = f"the {min(20, len(pair[0]))} check images scoring nearest the FP32 threshold"
+            info["threshold_carried_on"] = f"the {min(NEAR_THRESHOLD, len(pair[0]))} check images scoring nearest the FP32 threshold"
             qmeta = dataclasses.replace(qmeta, threshold=dataclasses.replace(meta.threshold, value=value))
             log(f"[quantize] {keep_reason}; the FP32 threshold {meta.threshold.value:.5f} moved by INT8's score shift "
                 f"near it on the check images: {value:.5f}")
@@ -288,7 +283,8 @@ def quantize_model(src: str | Path, dst: str | Path, calib: str | Path, cfg: Qua
     return qmeta
 
 
-def good_scores(model: Path, paths: list[Path]) -> np.ndarray:
+def model_scores(model: Path, paths: list[Path]) -> np.ndarray:
+    """`model`'s scores of the image files, through onnxruntime as the agent would read them."""
     from .backends.onnxruntime_backend import OnnxRuntimeBackend
 
     with OnnxRuntimeBackend(model) as be:
@@ -308,7 +304,8 @@ def auroc_check(src: Path, candidate: Path, items: list[TestItem] | None, cfg: Q
     data = items[0].path.parents[1].parent
     log(f"[quantize] measuring the AUROC cost on {len(items)} test images of {data}")
     y = np.array([it.is_anomalous for it in items], dtype=int)
-    s32, s8 = item_scores(src, items), item_scores(candidate, items)
+    paths = [it.path for it in items]
+    s32, s8 = model_scores(src, paths), model_scores(candidate, paths)
     fp32, int8 = float(roc_auc_score(y, s32)), float(roc_auc_score(y, s8))
     loss = 100 * (fp32 - int8)
     if loss > cfg.max_auroc_loss:
@@ -325,7 +322,8 @@ def next_keep_fp32(keep: tuple[str, ...]) -> tuple[str, ...]:
     blocks are the ones 8 bits hurt most; on the smoothed patch head block 1 took the loss from
     0.60 to 0.15 point, docs/bench.md)."""
     prefix = "backbone.features.blocks."
-    kept = [int(p[len(prefix):].rstrip(".")) for p in keep if p.startswith(prefix) and p[len(prefix):].rstrip(".").isdigit()]
+    numbers = [p[len(prefix):].rstrip(".") for p in keep if p.startswith(prefix)]
+    kept = [int(n) for n in numbers if n.isdigit()]
     return tuple(keep) + (f"{prefix}{max(kept, default=-1) + 1}",)
 
 

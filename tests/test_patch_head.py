@@ -168,7 +168,7 @@ def test_quantize_carries_the_threshold_of_a_bank_holding_the_held_out_goods(aut
     """Re-setting it on images that are in the bank would put it near 0 and reject every frame; kept
     as is, INT8's noisier distances would reject more goods. It moves by the shift measured near it."""
     from inspector.dataset import test_items
-    from inspector.quantize import carried_threshold, item_scores
+    from inspector.quantize import carried_threshold, model_scores
 
     out, _ = auto_models
     chosen = meta_of(out)
@@ -179,8 +179,8 @@ def test_quantize_carries_the_threshold_of_a_bank_holding_the_held_out_goods(aut
     assert proc.returncode == 0, proc.stderr
     assert "in this patch model's memory bank" in proc.stderr and "moved by INT8's score shift" in proc.stderr
     fp32_thr, qmeta = meta_of(patch)["threshold"], meta_of(q)
-    items = test_items(piped)
-    expected = carried_threshold(fp32_thr["value"], item_scores(patch, items), item_scores(q, items))
+    paths = [it.path for it in test_items(piped)]
+    expected = carried_threshold(fp32_thr["value"], model_scores(patch, paths), model_scores(q, paths))
     assert qmeta["threshold"]["value"] == pytest.approx(expected, rel=1e-6) and expected != fp32_thr["value"]
     assert qmeta["threshold"]["method"] == fp32_thr["method"] and qmeta["precision"] == "int8"
     assert qmeta["training"]["quantization"]["threshold_fp32"] == fp32_thr["value"]
