@@ -240,11 +240,16 @@ def train(data: str | Path, cfg: TrainConfig, log=print) -> TrainResult:
         heads["patch"], info["patch"] = build_patch(backbone, feats, tr, cfg, log)
         info["patch"]["head_seconds"] = round(time.time() - t0, 1)
     selection = None
+    # Held-out goods scored once: against the training split's bank, they set auto's choice and the threshold.
+    val_scores = {n: head_scores(h, val_feats) for n, h in heads.items()}
+    for name, good in val_scores.items():
+        if not np.isfinite(good).all():  # a model that scores NaN would fail every frame on the line
+            raise InspectorError(f"{data}: the {name} head scores {int((~np.isfinite(good)).sum())} of "
+                                 f"{len(good)} held-out good images as non-finite; no model written")
     if cfg.scoring == "auto":
         # Probe defects of families CSE never trained on: its own generator's would favour it.
         defect_feats = backbone_features(backbone, probe_batch(crops[va], np.random.default_rng(cfg.seed + 2)), dev)
-        selection = choose({n: head_scores(h, val_feats) for n, h in heads.items()},
-                           {n: head_scores(h, defect_feats) for n, h in heads.items()}, seed=cfg.seed)
+        selection = choose(val_scores, {n: head_scores(h, defect_feats) for n, h in heads.items()}, seed=cfg.seed)
         log("[train] auto: probe-defect AUROC " + ", ".join(f"{k} {v:.4f}" for k, v in selection["synthetic_auroc"].items())
             + f" -> {selection['chosen']}: {selection['reason']}")
     order = [selection["chosen"]] + [n for n in heads if n != selection["chosen"]] if selection else list(heads)
@@ -265,17 +270,13 @@ def train(data: str | Path, cfg: TrainConfig, log=print) -> TrainResult:
 
     results = []
     for name in order:
-        head = heads[name]
-        val_scores = head_scores(head, val_feats)
-        if not np.isfinite(val_scores).all():  # a model that scores NaN would fail every frame on the line
-            raise InspectorError(f"{data}: the {name} head scores {int((~np.isfinite(val_scores)).sum())} of "
-                                 f"{len(val_scores)} held-out good images as non-finite; no model written")
-        thr = calibrate(val_scores, cfg.threshold_method, cfg.threshold_param)
+        good = val_scores[name]
+        thr = calibrate(good, cfg.threshold_method, cfg.threshold_param)
         h, w = (cfg.crop // 32, cfg.crop // 32) if name == "cse" else (cfg.crop // 16, cfg.crop // 16)
         meta = ModelMeta(
             model_id=f"{category}-{cfg.backbone}-{name}-{time.strftime('%Y%m%dT%H%M%S')}",
             category=category, head=name, backbone=cfg.backbone, weights_id=weights_id, preprocess=pre,
-            threshold=thr, map_h=h, map_w=w, good_scores=score_stats(val_scores),
+            threshold=thr, map_h=h, map_w=w, good_scores=score_stats(good),
             training={**asdict(cfg), "data": str(data), "train_images": int(len(tr)), "val_images": int(len(va)),
                       **info[name], "selection": dict(selection) if selection else None, "seconds": round(t_train, 1),
                       "feature_seconds": round(t_feats, 1)},
