@@ -1,7 +1,7 @@
 """Patch head: image AUROC against memory-bank size (and feature projection), on one category.
 
     .venv/bin/python benchmarks/bank_sweep.py ../shared/data/magnetic_tile \
-        --dims 0,128 --sizes 1500,budget,10000,0 --sigmas 0,2 --json benchmarks/results/bank_sweep.json
+        --dims 0,128 --sizes 1500,budget,10000,0 --sigmas 0,1.5 --json benchmarks/results/bank_sweep.json
 
 Uses the trainer's own pieces (same backbone, preprocessing, split, fused 3x3-averaged patches,
 principal axes, greedy coreset), so each row is what `inspector train --scoring patch` scores with
@@ -9,8 +9,8 @@ principal axes, greedy coreset), so each row is what `inspector train --scoring 
 whole bank (every patch). Dims 0 = the raw channels; D > 0 projects the patches onto their D
 leading principal axes first (a MatMul in the graph), which buys C/D more bank entries for the same
 scoring cost. --bank-from all (the trainer's default) banks every good image, train the training
-split only. --sigmas: the distance-map smoothing (`map_sigma`) of each row. The scoring cost of each row is given as a fraction of the backbone's FLOPs. Writes a
-PNG of AUROC against that cost.
+split only. --sigmas: the distance-map smoothing (`map_sigma`) of each row. The scoring cost of
+each row is given as a fraction of the backbone's FLOPs. Writes a PNG of AUROC against that cost.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from inspector.bench.hardware import load_average  # noqa: E402
 from inspector.dataset import test_items, train_images  # noqa: E402
 from inspector.modelmeta import Preprocess  # noqa: E402
 from trainer.backbones import create_backbone  # noqa: E402
+from trainer.config import TrainConfig  # noqa: E402
 from trainer.coreset import backbone_flops, bank_size_for_budget, greedy_coreset  # noqa: E402
 from trainer.model import PatchHead, gaussian_smoothing, principal_axes  # noqa: E402
 from trainer.train import backbone_features, head_scores, load_crops, patch_rows, split  # noqa: E402
@@ -46,9 +47,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("data", type=Path)
     ap.add_argument("--backbone", default="efficientnet_lite2")
-    ap.add_argument("--sizes", default="1500,5000,10000,0", help="bank sizes; 0 = every patch, budget = the trainer's default (bank_budget 0.25)")
+    ap.add_argument("--sizes", default="1500,budget,10000,0", help="bank sizes; 0 = every patch, budget = the trainer's default (bank_budget)")
     ap.add_argument("--dims", default="0,128", help="principal axes to project on; 0 = the raw channels")
-    ap.add_argument("--sigmas", default="0,2", help="distance-map smoothing, in map positions; 0 = none")
+    ap.add_argument("--sigmas", default="0,1.5", help="distance-map smoothing, in map positions; 0 = none")
     ap.add_argument("--bank-from", choices=("all", "train"), default="all")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path)
@@ -79,7 +80,7 @@ def main() -> None:
     for dim, pca in spaces:
         tr_x = all_train if pca is None else (all_train - pca[0]) @ pca[1]
         for token in args.sizes.split(","):
-            size = (bank_size_for_budget(backbone, 224, channels, positions, 0.25, dim if pca else 0)
+            size = (bank_size_for_budget(backbone, 224, channels, positions, TrainConfig.bank_budget, dim if pca else 0)
                     if token == "budget" else int(token))
             m = len(tr_x) if size <= 0 or size >= len(tr_x) else size
             t0 = time.time()
@@ -97,10 +98,10 @@ def main() -> None:
 
     print("| features | bank entries | scoring FLOPs vs backbone | " + " | ".join(f"AUROC, map_sigma {s:g}" for s in sigmas) + " |")
     print("|---|---|---|" + "---|" * len(sigmas))
-    for r in rows[:: len(sigmas)]:
+    for k in range(0, len(rows), len(sigmas)):  # one line per bank: its rows, one per sigma, are consecutive
+        r, same = rows[k], rows[k : k + len(sigmas)]
         feat = f"PCA {r['dims']}" if r["pca"] else f"raw {r['dims']}"
         bank = f"{r['bank']} (all)" if r["bank"] == r["of"] else str(r["bank"])
-        same = [q for q in rows if (q["dims"], q["pca"], q["bank"]) == (r["dims"], r["pca"], r["bank"])]
         print(f"| {feat} | {bank} | {100 * r['cost_vs_backbone']:.0f}% | " + " | ".join(f"{q['image_auroc']:.4f}" for q in same) + " |")
     result = {"data": str(args.data), "backbone": args.backbone, "weights": weights_id, "bank_from": args.bank_from, "bank_images": int(len(tr)),
               "test_images": len(items), "backbone_gflops": round(flops / 1e9, 3), "load_average": load_average(), "rows": rows}
